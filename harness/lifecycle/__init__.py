@@ -1,0 +1,1 @@
+"""lifecycle stage of the pipeline."""

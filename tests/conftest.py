@@ -1,0 +1,35 @@
+"""Shared fixtures: the real kernel targets every integration test builds against and boots.
+
+The targets are named by suite shorthand, never by ABI number, so the tests survive Debian's
+kernel updates. ``ensure`` downloads a target on first use and reuses it afterwards.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.kernels.store import KernelStore
+from harness.kernels.target import KernelTarget
+
+
+@pytest.fixture(scope="session")
+def kernel_store() -> KernelStore:
+    return KernelStore()
+
+
+@pytest.fixture(scope="session")
+def kernel_61(kernel_store: KernelStore) -> KernelTarget:
+    """Debian bookworm's 6.1 kernel."""
+    return kernel_store.ensure("bookworm")
+
+
+@pytest.fixture(scope="session")
+def kernel_612(kernel_store: KernelStore) -> KernelTarget:
+    """The 6.12 kernel of bookworm-backports."""
+    return kernel_store.ensure("bookworm-backports")
+
+
+@pytest.fixture(scope="session", params=["bookworm", "bookworm-backports"])
+def kernel(request: pytest.FixtureRequest, kernel_store: KernelStore) -> KernelTarget:
+    """Each kernel target in turn: tests using it run once on 6.1 and once on 6.12."""
+    return kernel_store.ensure(request.param)
