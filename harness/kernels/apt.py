@@ -1,0 +1,190 @@
+"""A private view of the Debian archive, through apt's own tools.
+
+The harness never touches the host's apt configuration: it keeps its own sources list, package
+lists and download directory under the cache, and passes them to ``apt-get``/``apt-cache`` as
+``-o Dir::...`` options. So bookworm-backports need not be enabled system-wide, and nothing is
+installed: packages are only downloaded (``apt-get download``) to be unpacked elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from plumbum import FG, ProcessExecutionError, local
+
+from harness.errors import HarnessError
+
+#: Suites the private sources list carries, and what a shorthand SPEC means.
+SUITE_GROUPS: dict[str, tuple[str, ...]] = {
+    "bookworm": ("bookworm", "bookworm-updates", "bookworm-security"),
+    "bookworm-backports": ("bookworm-backports",),
+}
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+#: Package lists older than this are refreshed before resolving a suite shorthand.
+LISTS_MAX_AGE = 6 * 3600
+
+
+def host_mirrors() -> tuple[str, str]:
+    """The Debian mirror the host already uses (so CI mirrors work), else deb.debian.org.
+
+    ``$KMH_DEBIAN_MIRROR`` / ``$KMH_DEBIAN_SECURITY_MIRROR`` override both.
+    """
+    mirror = os.environ.get("KMH_DEBIAN_MIRROR", "")
+    security = os.environ.get("KMH_DEBIAN_SECURITY_MIRROR", "")
+    found: list[str] = []
+    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
+        if path.suffix not in (".list", ".sources", "") or not path.is_file():
+            continue
+        found += re.findall(r"(?:URIs:\s*|^deb\s+(?:\[[^\]]*\]\s+)?)(\S+)", path.read_text(), re.M)
+    for uri in found:
+        uri = uri.rstrip("/")
+        if uri.endswith("/debian") and not mirror:
+            mirror = uri
+        elif uri.endswith("/debian-security") and not security:
+            security = uri
+    return mirror or DEFAULT_MIRROR, security or DEFAULT_SECURITY_MIRROR
+
+
+@dataclass(frozen=True)
+class PackageVersion:
+    """One version of a package as apt-cache madison reports it."""
+
+    package: str
+    version: str
+    suite: str
+
+
+class AptArchive:
+    """apt-get/apt-cache bound to a private configuration directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.lists_dir = state_dir / "lists"
+        self.archives_dir = state_dir / "archives"
+        self.sources_list = state_dir / "sources.list"
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def _options(self) -> list[str]:
+        settings = {
+            "Dir::Etc::SourceList": str(self.sources_list),
+            "Dir::Etc::SourceParts": str(self.state_dir / "sources.list.d"),
+            "Dir::Etc::Preferences": str(self.state_dir / "preferences"),
+            "Dir::Etc::PreferencesParts": str(self.state_dir / "preferences.d"),
+            "Dir::State::Lists": str(self.lists_dir),
+            "Dir::State::status": str(self.state_dir / "status"),
+            "Dir::Cache": str(self.state_dir / "cache"),
+            "Dir::Cache::Archives": str(self.archives_dir),
+            "Dir::Cache::pkgcache": "",
+            "Dir::Cache::srcpkgcache": "",
+            "Acquire::Languages": "none",
+            "APT::Sandbox::User": "root" if os.geteuid() == 0 else "",
+            "Debug::NoLocking": "1",
+        }
+        options: list[str] = []
+        for key, value in settings.items():
+            if key == "APT::Sandbox::User" and not value:
+                continue
+            options += ["-o", f"{key}={value}"]
+        return options
+
+    def _write_config(self) -> None:
+        for folder in (self.lists_dir / "partial", self.archives_dir / "partial",
+                       self.state_dir / "sources.list.d", self.state_dir / "preferences.d",
+                       self.state_dir / "cache"):
+            folder.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "status").touch()
+        mirror, security = host_mirrors()
+        signed = f"[signed-by={KEYRING}]" if Path(KEYRING).exists() else "[trusted=yes]"
+        lines = [
+            f"deb {signed} {mirror} bookworm main",
+            f"deb {signed} {mirror} bookworm-updates main",
+            f"deb {signed} {mirror} bookworm-backports main",
+            f"deb {signed} {security} bookworm-security main",
+        ]
+        text = "\n".join(lines) + "\n"
+        if not self.sources_list.exists() or self.sources_list.read_text() != text:
+            self.sources_list.write_text(text)
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def _run(self, tool: str, *args: str, cwd: Path | None = None) -> str:
+        command = local[tool][(*self._options(), *args)]
+        try:
+            if cwd is not None:
+                with local.cwd(cwd):
+                    return command()
+            return command()
+        except ProcessExecutionError as error:
+            message = (error.stderr or error.stdout or "").strip().splitlines()
+            reason = message[-1] if message else f"exit code {error.retcode}"
+            raise HarnessError(f"{tool} {' '.join(args[:2])} failed: {reason}",
+                               details=error.stderr or "") from None
+        except FileNotFoundError:
+            raise HarnessError(f"{tool} is not installed; this needs a Debian system with apt") from None
+
+    def update(self, *, force: bool = False) -> None:
+        """Refresh the private package lists (skipped while they are fresh)."""
+        self._write_config()
+        stamp = self.state_dir / "updated"
+        if not force and stamp.exists() and time.time() - stamp.stat().st_mtime < LISTS_MAX_AGE:
+            return
+        self._run("apt-get", "update", "-q")
+        stamp.touch()
+
+    def versions(self, package: str) -> list[PackageVersion]:
+        """Every version of ``package`` the archive offers, newest first."""
+        output = self._run("apt-cache", "madison", package)
+        found = []
+        for line in output.splitlines():
+            parts = [part.strip() for part in line.split("|")]
+            if len(parts) < 3 or parts[0] != package:
+                continue
+            suite = parts[2].split()[1].split("/")[0] if len(parts[2].split()) > 1 else ""
+            found.append(PackageVersion(package, parts[1], suite))
+        return found
+
+    def depends(self, package: str, version: str) -> list[str]:
+        """The first alternative of each dependency of one package version."""
+        output = self._run("apt-cache", "show", f"{package}={version}")
+        match = re.search(r"^Depends: (.*)$", output, re.M)
+        if not match:
+            return []
+        return [clause.split("|")[0].split("(")[0].strip() for clause in match.group(1).split(",")]
+
+    def package_names(self, prefix: str) -> list[str]:
+        return sorted(self._run("apt-cache", "pkgnames", prefix).split())
+
+    def download(self, packages: list[tuple[str, str]]) -> list[Path]:
+        """Download exact package versions into the private archive directory; returns the .deb paths."""
+        self.archives_dir.mkdir(parents=True, exist_ok=True)
+        wanted = [f"{name}={version}" for name, version in packages]
+        missing = [spec for spec, (name, version) in zip(wanted, packages, strict=True)
+                   if not self._deb_path(name, version)]
+        if missing:
+            command = local["apt-get"][(*self._options(), "download", *missing)]
+            with local.cwd(self.archives_dir):
+                # apt's own progress goes straight to the terminal.
+                try:
+                    command & FG
+                except ProcessExecutionError as error:
+                    raise HarnessError(f"downloading {' '.join(missing)} failed (apt-get exit "
+                                       f"{error.retcode})") from None
+        paths = []
+        for name, version in packages:
+            path = self._deb_path(name, version)
+            if path is None:
+                raise HarnessError(f"apt-get download did not produce {name} {version}")
+            paths.append(path)
+        return paths
+
+    def _deb_path(self, name: str, version: str) -> Path | None:
+        quoted = version.replace(":", "%3a")
+        matches = sorted(self.archives_dir.glob(f"{name}_{quoted}_*.deb"))
+        return matches[0] if matches else None
