@@ -95,9 +95,13 @@ class AptArchive:
         return options
 
     def _write_config(self) -> None:
-        for folder in (self.lists_dir / "partial", self.archives_dir / "partial",
-                       self.state_dir / "sources.list.d", self.state_dir / "preferences.d",
-                       self.state_dir / "cache"):
+        for folder in (
+            self.lists_dir / "partial",
+            self.archives_dir / "partial",
+            self.state_dir / "sources.list.d",
+            self.state_dir / "preferences.d",
+            self.state_dir / "cache",
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "status").touch()
         mirror, security = host_mirrors()
@@ -124,8 +128,9 @@ class AptArchive:
         except ProcessExecutionError as error:
             message = (error.stderr or error.stdout or "").strip().splitlines()
             reason = message[-1] if message else f"exit code {error.retcode}"
-            raise HarnessError(f"{tool} {' '.join(args[:2])} failed: {reason}",
-                               details=error.stderr or "") from None
+            raise HarnessError(
+                f"{tool} {' '.join(args[:2])} failed: {reason}", details=error.stderr or ""
+            ) from None
         except FileNotFoundError:
             raise HarnessError(f"{tool} is not installed; this needs a Debian system with apt") from None
 
@@ -165,8 +170,11 @@ class AptArchive:
         """Download exact package versions into the private archive directory; returns the .deb paths."""
         self.archives_dir.mkdir(parents=True, exist_ok=True)
         wanted = [f"{name}={version}" for name, version in packages]
-        missing = [spec for spec, (name, version) in zip(wanted, packages, strict=True)
-                   if not self._deb_path(name, version)]
+        missing = [
+            spec
+            for spec, (name, version) in zip(wanted, packages, strict=True)
+            if not self._deb_path(name, version)
+        ]
         if missing:
             command = local["apt-get"][(*self._options(), "download", *missing)]
             with local.cwd(self.archives_dir):
@@ -174,8 +182,9 @@ class AptArchive:
                 try:
                     command & FG
                 except ProcessExecutionError as error:
-                    raise HarnessError(f"downloading {' '.join(missing)} failed (apt-get exit "
-                                       f"{error.retcode})") from None
+                    raise HarnessError(
+                        f"downloading {' '.join(missing)} failed (apt-get exit {error.retcode})"
+                    ) from None
         paths = []
         for name, version in packages:
             path = self._deb_path(name, version)

@@ -16,7 +16,11 @@ from harness.errors import HarnessError
 from harness.kernels.apt import SUITE_GROUPS, AptArchive
 
 DEFAULT_FLAVOUR = "amd64"
-RELEASE_PATTERN = re.compile(r"^(?P<abi>\d+\.\d+(?:\.\d+)?(?:-\d+|\+deb\d+|\+bpo)?)-(?P<flavour>[a-z0-9-]+)$")
+RELEASE_PATTERN = re.compile(
+    r"^(?P<abi>\d+\.\d+(?:\.\d+)?(?:-\d+|\+deb\d+|\+bpo))-(?P<flavour>[a-z][a-z0-9-]*)$"
+)
+#: How many releases an error message lists (the newest ones).
+SHOWN_RELEASES = 12
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ def _resolve_suite(archive: AptArchive, suite: str, flavour: str) -> tuple[str, 
         flavours = sorted(
             name.removeprefix("linux-image-")
             for name in archive.package_names("linux-image-")
-            if not re.search(r"\d", name) and not name.endswith(("-dbg", "-unsigned"))
+            if not name.removeprefix("linux-image-")[:1].isdigit()
+            and not name.endswith(("-dbg", "-unsigned", "-template"))
         )
         raise HarnessError(
             f"suite {suite} has no {meta}; flavours available: {', '.join(flavours) or 'none'}"
@@ -90,8 +95,10 @@ def _resolve_suite(archive: AptArchive, suite: str, flavour: str) -> tuple[str, 
 def _newest_image(archive: AptArchive, release: str) -> tuple[str, str]:
     versions = archive.versions(f"linux-image-{release}")
     if not versions:
+        match = RELEASE_PATTERN.match(release)
+        offered = available_releases(archive, match.group("flavour") if match else DEFAULT_FLAVOUR)
         raise HarnessError(
-            f"no Debian kernel {release}; releases available: {', '.join(available_releases(archive))}"
+            f"no Debian kernel {release}; newest releases available: {', '.join(offered[-SHOWN_RELEASES:])}"
         )
     suite = next((name for name, group in SUITE_GROUPS.items() if versions[0].suite in group), "")
     return versions[0].version, suite
@@ -118,4 +125,8 @@ def available_releases(archive: AptArchive, flavour: str = "") -> list[str]:
         if flavour and match.group("flavour") != flavour:
             continue
         releases.append(release)
-    return releases
+    return sorted(releases, key=_natural_key)
+
+
+def _natural_key(text: str) -> list[int | str]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
