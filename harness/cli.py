@@ -38,6 +38,7 @@ class Kmh(cli.Application):
 
 _VERBS = {
     "kernel": "harness.commands.kernel.KernelCommand",
+    "build": "harness.commands.build.BuildCommand",
 }
 
 for _verb, _path in _VERBS.items():

@@ -1,0 +1,91 @@
+"""Compiler and kbuild diagnostics, mapped back to the user's own files.
+
+kbuild compiles a private copy of each module directory, so gcc names paths inside that copy;
+a person wants ``their/dir/file.c:12:5: error: ...``. :func:`parse_diagnostics` finds gcc's
+``file:line:col: severity: message`` lines (with the source excerpt lines that follow them) and
+rewrites the copy's prefix to the source directory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DIAGNOSTIC = re.compile(
+    r"^(?P<file>[^\s:][^:]*):(?P<line>\d+):(?:(?P<column>\d+):)?\s*"
+    r"(?P<severity>fatal error|error|warning|note):\s*(?P<message>.*)$"
+)
+#: Lines gcc prints under a diagnostic: the source line and the caret line.
+EXCERPT = re.compile(r"^\s*(\d+\s*)?\|")
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One compiler message about one place in a source file."""
+
+    file: Path
+    line: int
+    column: int | None
+    severity: str
+    message: str
+    excerpt: str = ""
+
+    def __str__(self) -> str:
+        column = f"{self.column}:" if self.column is not None else ""
+        text = f"{self.file}:{self.line}:{column} {self.severity}: {self.message}"
+        return f"{text}\n{self.excerpt}" if self.excerpt else text
+
+
+def parse_diagnostics(log: str, mapping: dict[Path, Path]) -> dict[Path, list[Diagnostic]]:
+    """Diagnostics of a kbuild log, grouped by source directory.
+
+    ``mapping`` maps each build copy's directory to the user's source directory; messages about
+    files outside every copy (kernel headers included from a module) are attributed to the
+    module whose compile produced them, found from the ``In file included from`` chain or, failing
+    that, left out.
+    """
+    grouped: dict[Path, list[Diagnostic]] = {source: [] for source in mapping.values()}
+    lines = log.splitlines()
+    current_source: Path | None = None
+    for index, line in enumerate(lines):
+        owner = _owner(line, mapping)
+        if owner is not None:
+            current_source = owner
+        match = DIAGNOSTIC.match(line)
+        if not match:
+            continue
+        file = Path(match.group("file"))
+        source = _owner(str(file), mapping) or current_source
+        if source is None:
+            continue
+        excerpt = []
+        for following in lines[index + 1 : index + 4]:
+            if not EXCERPT.match(following):
+                break
+            excerpt.append(following)
+        grouped[source].append(
+            Diagnostic(
+                file=_map_path(file, mapping),
+                line=int(match.group("line")),
+                column=int(match.group("column")) if match.group("column") else None,
+                severity=match.group("severity"),
+                message=match.group("message"),
+                excerpt="\n".join(excerpt),
+            )
+        )
+    return grouped
+
+
+def _owner(text: str, mapping: dict[Path, Path]) -> Path | None:
+    for copy, source in mapping.items():
+        if f"{copy}/" in text:
+            return source
+    return None
+
+
+def _map_path(file: Path, mapping: dict[Path, Path]) -> Path:
+    for copy, source in mapping.items():
+        if file.is_relative_to(copy):
+            return source / file.relative_to(copy)
+    return file

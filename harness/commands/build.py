@@ -1,0 +1,48 @@
+"""``kmh build DIR... [--kernel NAME]... [-j N]``: batched kbuild, prints the .ko paths."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from plumbum import cli
+
+from harness.build import build_modules
+from harness.commands.common import kernel_targets
+
+
+class BuildCommand(cli.Application):
+    """Build module directories (rendered by 'kmh new' or your own, with a Kbuild or Makefile)
+    against kernel targets, all modules of a kernel in one kbuild run."""
+
+    kernels = cli.SwitchAttr(
+        ["-k", "--kernel"], str, list=True, help="kernel target (repeatable); default bookworm"
+    )
+    jobs = cli.SwitchAttr(["-j", "--jobs"], cli.Range(1, 256), default=None, help="parallel compile jobs")
+    werror = cli.Flag("--werror", help="treat compiler warnings as errors")
+
+    def main(self, *directories: str) -> int:
+        if not directories:
+            print("kmh build: name at least one module directory", file=sys.stderr)
+            return 2
+        failed = False
+        for kernel in kernel_targets(self.kernels):
+            results = build_modules(
+                [Path(d) for d in directories], kernel, jobs=self.jobs, werror=self.werror
+            )
+            for result in results:
+                for diagnostic in result.diagnostics:
+                    print(diagnostic, file=sys.stderr)
+                if result.ok:
+                    for module in result.modules:
+                        print(module.path)
+                else:
+                    failed = True
+                    errors = len(result.errors)
+                    detail = f"{errors} error(s)" if errors else "kbuild failed:\n" + _tail(result.log)
+                    print(f"kmh build: {result.source_dir} for {kernel.release}: {detail}", file=sys.stderr)
+        return 1 if failed else 0
+
+
+def _tail(log: str, lines: int = 15) -> str:
+    return "\n".join(log.rstrip().splitlines()[-lines:])
