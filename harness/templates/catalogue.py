@@ -1,0 +1,335 @@
+"""The template catalogue: every template, its parameters, and the bad variants, in one place.
+
+A template is a C source under ``c_templates/`` plus its declared parameters. Every template also
+takes the common ``author``/``description``/``license`` parameters and gets a ``Kbuild`` and a
+``Makefile``, so a rendered directory builds with the harness's batched kbuild or with plain ``make``.
+
+Bad modules (for the lifecycle tests and for teaching) are expressed as **parameters** of the good
+templates (``hello``'s ``fault``/``init_error``, ``chardev``'s ``leak``, any template's ``license``),
+because the defect is one line in otherwise identical code. Each useful combination is also listed
+as a **preset**: a named entry (``bad_null_deref``, ``bad_chardev_leak``, ...) that renders its base
+template with different defaults. ``kmh new bad_chardev_leak NAME`` and ``kmh new chardev NAME -p
+leak=all`` write the same files; presets only make the variants discoverable and stable to name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from harness.errors import HarnessError
+from harness.templates.params import (
+    MODULE_NAME,
+    BoolParam,
+    ChoiceParam,
+    IdentParam,
+    IntListParam,
+    IntParam,
+    Param,
+    StringParam,
+)
+
+#: Licenses the kernel knows; all but "Proprietary" are GPL-compatible and may use GPL-only exports.
+LICENSES = ("GPL", "GPL v2", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL", "Proprietary")
+#: File modes offered for device nodes, /proc entries and sysfs parameter files.
+MODES = ("0400", "0440", "0444", "0600", "0640", "0644", "0660", "0664", "0666")
+#: sysfs parameter files: the kernel refuses world-writable ones and "group above user" at build time.
+PARAM_MODES = ("0000", "0400", "0440", "0444", "0600", "0640", "0644", "0660", "0664")
+#: Errors hello's init can return, by errno name (insmod then reports the matching message).
+ERRNOS = ("none", "EPERM", "ENOENT", "EIO", "ENOMEM", "EAGAIN", "EBUSY", "EEXIST", "ENODEV", "EINVAL")
+FAULTS = ("none", "null-deref-init", "bug-exit", "loop-init", "hold-ref", "compile-error")
+LEAKS = ("none", "chrdev-region", "class", "all")
+
+Check = Callable[[Mapping[str, object]], str | None]
+
+
+@dataclass(frozen=True)
+class Template:
+    """One entry of the catalogue: a C source and the parameters it is rendered with."""
+
+    name: str
+    summary: str
+    #: The Jinja source under c_templates/ that becomes ``<module>.c``.
+    source: str
+    params: tuple[Param, ...]
+    #: For a preset: the template it renders (with the defaults changed); None for a template.
+    base: str | None = None
+    #: For a bad variant: what goes wrong and what a lifecycle run should report.
+    defect: str = ""
+    #: Checks across parameters; each returns the reason a combination is refused, or None.
+    checks: tuple[Check, ...] = field(default=(), repr=False)
+
+    @property
+    def is_preset(self) -> bool:
+        return self.base is not None
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    @property
+    def param_names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+
+def _common(description: str) -> tuple[Param, ...]:
+    return (
+        StringParam("author", "MODULE_AUTHOR", "kmod-harness"),
+        StringParam("description", "MODULE_DESCRIPTION", description),
+        ChoiceParam(
+            "license", "MODULE_LICENSE; Proprietary taints and bars GPL-only exports", "GPL", choices=LICENSES
+        ),
+    )
+
+
+def _mode(default: str, what: str) -> ChoiceParam:
+    return ChoiceParam("mode", f"permissions of {what}", default, choices=MODES)
+
+
+def _one_fault(values: Mapping[str, object]) -> str | None:
+    if values["init_error"] != "none" and values["fault"] != "none":
+        return "init_error and fault cannot both be set: init would never reach the error return"
+    return None
+
+
+def _array_fits(values: Mapping[str, object]) -> str | None:
+    items = values["array_values"]
+    size = values["array_size"]
+    assert isinstance(items, tuple) and isinstance(size, int)
+    if len(items) > size:
+        return f"array_values has {len(items)} items but array_size is {size}"
+    return None
+
+
+def _message_fits(values: Mapping[str, object]) -> str | None:
+    message, size = values["message"], values["buffer_size"]
+    assert isinstance(message, str) and isinstance(size, int)
+    if len(message.encode("utf-8")) > size:
+        return f"message is {len(message.encode('utf-8'))} bytes but buffer_size is {size}"
+    return None
+
+
+_TEMPLATES: tuple[Template, ...] = (
+    Template(
+        "hello",
+        "init/exit that print on load and unload; also the bad lifecycle variants",
+        "hello.c.j2",
+        (
+            *_common("A hello world module generated by kmod-harness"),
+            StringParam("greeting", "printed (pr_info) on load and, as 'Goodbye', on unload", "Hello, world"),
+            ChoiceParam(
+                "init_error", "make init fail with -ERRNO after printing the greeting", "none", choices=ERRNOS
+            ),
+            ChoiceParam(
+                "fault",
+                "deliberate defect: null-deref-init (oops in init), bug-exit (BUG() in exit), "
+                "loop-init (init sleeps forever, until insmod is killed), hold-ref (takes a reference on "
+                "itself: rmmod fails 'in use'), compile-error (calls an undeclared function)",
+                "none",
+                choices=FAULTS,
+            ),
+        ),
+        checks=(_one_fault,),
+    ),
+    Template(
+        "params",
+        "int, bool, charp and int-array module parameters, visible in /sys/module/NAME/parameters",
+        "params.c.j2",
+        (
+            *_common("Module parameters demo generated by kmod-harness"),
+            IntParam("int_value", "default of the int parameter 'number'", 42),
+            BoolParam("bool_value", "default of the bool parameter 'enabled'", True),
+            StringParam("string_value", "default of the charp parameter 'label'", "kmh"),
+            IntListParam(
+                "array_values",
+                "initial elements of the int array parameter 'values'",
+                (1, 2, 3),
+                max_items=64,
+            ),
+            IntParam(
+                "array_size",
+                "capacity of 'values' (insmod accepts up to this many)",
+                8,
+                minimum=1,
+                maximum=64,
+            ),
+            ChoiceParam(
+                "mode",
+                "permissions of the parameter files in sysfs (0000: no files)",
+                "0644",
+                choices=PARAM_MODES,
+            ),
+        ),
+        checks=(_array_fits,),
+    ),
+    Template(
+        "chardev",
+        "character device: dynamic major, cdev, class and /dev node, read/write buffer under a mutex",
+        "chardev.c.j2",
+        (
+            *_common("Character device generated by kmod-harness"),
+            IdentParam(
+                "device_name", "name of the /dev node, the class and the /proc/devices entry", MODULE_NAME
+            ),
+            IntParam("buffer_size", "bytes the device stores", 4096, minimum=1, maximum=1 << 20),
+            StringParam("message", "initial contents of the device", "", max_len=4096),
+            _mode("0666", "the /dev node"),
+            ChoiceParam(
+                "leak",
+                "deliberate defect: what exit forgets to undo (chrdev-region: "
+                "unregister_chrdev_region; class: class_destroy; all: both)",
+                "none",
+                choices=LEAKS,
+            ),
+        ),
+        checks=(_message_fits,),
+    ),
+    Template(
+        "misc",
+        "misc device: one /dev node on the misc major; read returns a message, write is counted",
+        "misc.c.j2",
+        (
+            *_common("Misc device generated by kmod-harness"),
+            IdentParam("device_name", "name of the /dev node and the /proc/misc entry", MODULE_NAME),
+            StringParam("message", "what reading the device returns", "Hello from a misc device\n"),
+            _mode("0666", "the /dev node"),
+        ),
+    ),
+    Template(
+        "procfs",
+        "a /proc entry backed by seq_file: a message and a read counter",
+        "procfs.c.j2",
+        (
+            *_common("A /proc entry generated by kmod-harness"),
+            IdentParam("entry_name", "name of the file under /proc", MODULE_NAME),
+            StringParam("message", "first line the entry shows", "Hello from /proc"),
+            _mode("0444", "the /proc entry"),
+        ),
+    ),
+    Template(
+        "exporter",
+        "exports PREFIX_add (EXPORT_SYMBOL), PREFIX_multiply (EXPORT_SYMBOL_GPL) and int PREFIX_value",
+        "exporter.c.j2",
+        (
+            *_common("Exports symbols for a consumer module (kmod-harness)"),
+            IdentParam("prefix", "prefix of the exported symbol names", MODULE_NAME, max_len=40),
+            IntParam("value", "initial value of the exported variable PREFIX_value", 7),
+        ),
+    ),
+    Template(
+        "consumer",
+        "calls an exporter's functions and reads its variable at init (needs the exporter loaded)",
+        "consumer.c.j2",
+        (
+            *_common("Uses the symbols of an exporter module (kmod-harness)"),
+            IdentParam(
+                "exporter_prefix",
+                "the exporter's prefix (its module name by default)",
+                "exporter",
+                max_len=40,
+            ),
+            BoolParam("use_gpl", "also call the GPL-only PREFIX_multiply", True),
+            IntParam("a", "first operand", 6),
+            IntParam("b", "second operand", 7),
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class _Preset:
+    name: str
+    base: str
+    defaults: Mapping[str, object]
+    defect: str
+
+
+_PRESETS: tuple[_Preset, ...] = (
+    _Preset(
+        "bad_init_error",
+        "hello",
+        {"init_error": "ENODEV"},
+        "init returns -ENODEV: insmod fails with 'No such device'; nothing stays loaded",
+    ),
+    _Preset(
+        "bad_null_deref",
+        "hello",
+        {"fault": "null-deref-init"},
+        "init writes through a NULL pointer: oops ('kernel NULL pointer dereference') during insmod",
+    ),
+    _Preset(
+        "bad_bug_exit",
+        "hello",
+        {"fault": "bug-exit"},
+        "exit calls BUG(): loads fine, rmmod oopses ('kernel BUG at')",
+    ),
+    _Preset(
+        "bad_loop_init",
+        "hello",
+        {"fault": "loop-init"},
+        "init never returns (sleeps in a loop until insmod gets SIGKILL, then fails -EINTR): timeout",
+    ),
+    _Preset(
+        "bad_hold_ref",
+        "hello",
+        {"fault": "hold-ref"},
+        "init takes a reference on its own module: refcount 1, rmmod fails 'Module is in use'",
+    ),
+    _Preset(
+        "bad_compile",
+        "hello",
+        {"fault": "compile-error"},
+        "calls an undeclared function: the build fails with 'implicit declaration' at a source line",
+    ),
+    _Preset(
+        "bad_chardev_leak",
+        "chardev",
+        {"leak": "all"},
+        "exit forgets unregister_chrdev_region and class_destroy: /proc/devices and /sys/class keep "
+        "the name after rmmod, and a second load fails",
+    ),
+    _Preset(
+        "bad_gpl_user",
+        "consumer",
+        {"license": "Proprietary", "use_gpl": True},
+        "Proprietary license calling a GPL-only export. modpost refuses it when it can see the exporter's "
+        "Module.symvers; built alone with KBUILD_MODPOST_WARN=1 the .ko exists and the kernel refuses "
+        "to load it ('Unknown symbol')",
+    ),
+)
+
+
+def _preset(preset: _Preset) -> Template:
+    base = next(t for t in _TEMPLATES if t.name == preset.base)
+    unknown = set(preset.defaults) - set(base.param_names)
+    assert not unknown, f"preset {preset.name} sets unknown parameters {unknown}"
+    params = tuple(
+        dataclasses.replace(p, default=preset.defaults[p.name]) if p.name in preset.defaults else p
+        for p in base.params
+    )
+    return dataclasses.replace(
+        base,
+        name=preset.name,
+        summary=f"{base.name} with "
+        + ", ".join(f"{k}={'true' if v is True else v}" for k, v in preset.defaults.items()),
+        params=params,
+        base=base.name,
+        defect=preset.defect,
+    )
+
+
+_CATALOGUE: tuple[Template, ...] = _TEMPLATES + tuple(_preset(p) for p in _PRESETS)
+
+
+def catalogue() -> list[Template]:
+    """Every template, then every preset (bad variants), in a stable order."""
+    return list(_CATALOGUE)
+
+
+def get_template(name: str) -> Template:
+    """The template or preset called ``name``; a HarnessError lists the names when there is none."""
+    for template in _CATALOGUE:
+        if template.name == name:
+            return template
+    names = ", ".join(t.name for t in _CATALOGUE)
+    raise HarnessError(f"no template named {name!r}; the templates are: {names}")
