@@ -39,6 +39,8 @@ class Kmh(cli.Application):
 _VERBS = {
     "kernel": "harness.commands.kernel.KernelCommand",
     "build": "harness.commands.build.BuildCommand",
+    "templates": "harness.commands.templates.TemplatesCommand",
+    "new": "harness.commands.new.NewCommand",
 }
 
 for _verb, _path in _VERBS.items():
