@@ -1,0 +1,157 @@
+"""Find kernel crash reports in console or dmesg text and turn them into :class:`Crash` values.
+
+Works line by line on what the kernel prints, with or without ``[ time]`` prefixes, so the same
+parser reads the serial console of a guest that panicked and the kmsg lines of one that lived.
+The patterns are the report openers the kernel has printed for years (cf. syzkaller's title
+table, reduced to what a module test meets); a report runs until its ``---[ end trace`` line, the
+next report, or a line budget.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import replace
+
+from harness.vm.crash import Crash, CrashKind
+
+_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s?")
+
+#: (kind, pattern) in priority order; the first match opens a report.
+_OPENERS: tuple[tuple[CrashKind, re.Pattern[str]], ...] = (
+    ("soft lockup", re.compile(r"BUG: soft lockup")),
+    ("hung task", re.compile(r"INFO: task \S+ blocked for more than \d+ seconds")),
+    ("BUG", re.compile(r"kernel BUG at ")),
+    ("oops", re.compile(r"BUG: (kernel NULL pointer dereference|unable to handle)")),
+    ("oops", re.compile(r"general protection fault")),
+    ("oops", re.compile(r"^Oops: ")),
+    ("BUG", re.compile(r"^BUG: ")),
+    ("WARNING", re.compile(r"^WARNING: CPU: \d+ PID: \d+ at ")),
+    ("panic", re.compile(r"^Kernel panic - not syncing")),
+)
+
+_RIP = re.compile(r"RIP: [0-9a-f]{4}:(?P<func>[\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?")
+_WARN_AT = re.compile(r" at \S+ (?P<func>[\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?")
+_TAINT = re.compile(r"Tainted: (?P<flags>[A-Z ]+?)\s+\d+\.\d+")
+_FRAME = re.compile(r"^\s*(?:\? )?(?P<frame>[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w-]+\])?)")
+_END = re.compile(r"---\[ end (trace|Kernel panic)")
+_MAX_LINES = 120
+
+
+def strip_prefix(line: str) -> str:
+    return _PREFIX.sub("", line.rstrip("\r\n"))
+
+
+def _opener(text: str) -> CrashKind | None:
+    for kind, pattern in _OPENERS:
+        if pattern.search(text):
+            return kind
+    return None
+
+
+def _build(kind: CrashKind, lines: list[str], command: str) -> Crash:
+    title = lines[0]
+    function = module = taint = ""
+    trace: list[str] = []
+    in_trace = False
+    panicked = False
+    for line in lines:
+        if not function:
+            match = _RIP.search(line) or (_WARN_AT.search(line) if kind == "WARNING" else None)
+            if match:
+                function, module = match.group("func"), match.group("mod") or ""
+        if "Not tainted" in line and not taint:
+            taint = ""
+        match = _TAINT.search(line)
+        if match and not taint:
+            taint = match.group("flags").replace(" ", "")
+        if line.strip() == "Call Trace:":
+            in_trace = True
+            continue
+        if in_trace:
+            if line.strip() in ("<TASK>", "<IRQ>", "</IRQ>"):
+                continue
+            if line.strip() == "</TASK>" or line.startswith(("RIP:", "Modules linked in", "---[")):
+                in_trace = False
+                continue
+            frame = _FRAME.match(line)
+            if frame and not line.lstrip().startswith("?"):
+                trace.append(frame.group("frame"))
+        if line.startswith("Kernel panic - not syncing"):
+            panicked = True
+    if kind == "WARNING" and not function:
+        match = _WARN_AT.search(title)
+        if match:
+            function, module = match.group("func"), match.group("mod") or ""
+    return Crash(
+        kind=kind,
+        title=title,
+        function=function,
+        module=module,
+        call_trace=tuple(trace),
+        taint=taint,
+        command=command,
+        panicked=panicked,
+        lines=tuple(lines),
+    )
+
+
+def parse_crashes(text: str | Iterable[str], *, command: str = "") -> list[Crash]:
+    """Every crash report in TEXT (console or dmesg output), in order of appearance.
+
+    A ``Kernel panic`` that follows an oops belongs to that oops (``panicked=True``) rather than
+    being a report of its own; a panic with no report before it (``panic()`` called directly) is
+    kind ``panic``.
+    """
+    raw = text.splitlines() if isinstance(text, str) else list(text)
+    lines = [strip_prefix(line) for line in raw]
+    crashes: list[Crash] = []
+    current: list[str] = []
+    kind: CrashKind | None = None
+    for line in lines:
+        opened = _opener(line)
+        if kind is not None:
+            continuation = opened is None or (
+                # "Oops:" after "BUG: kernel NULL pointer dereference" is the same report, and so
+                # is the panic an oops leads to; a hung-task report has no end marker.
+                (opened == "oops" and line.startswith("Oops: ") and kind in ("oops", "BUG"))
+                or (opened == "panic" and kind != "panic")
+            )
+            if continuation and len(current) < _MAX_LINES:
+                current.append(line)
+                if _END.search(line):
+                    crashes.append(_build(kind, current, command))
+                    kind, current = None, []
+                continue
+            crashes.append(_build(kind, current, command))
+            kind, current = None, []
+        if opened is not None:
+            kind, current = opened, [line]
+    if kind is not None:
+        crashes.append(_build(kind, current, command))
+    return _merge_follow_up_panics(crashes)
+
+
+_FOLLOW_UP_PANIC = re.compile(
+    r"Fatal exception|softlockup|hung_task|blocked tasks|panic_on_warn|panic_on_oops"
+)
+
+
+def _merge_follow_up_panics(crashes: list[Crash]) -> list[Crash]:
+    """Fold a panic caused by the report before it (oops=panic, softlockup_panic) into that report."""
+    merged: list[Crash] = []
+    for crash in crashes:
+        if crash.kind == "panic" and merged and _FOLLOW_UP_PANIC.search(crash.title):
+            previous = merged[-1]
+            merged[-1] = replace(previous, panicked=True, lines=previous.lines + crash.lines)
+            continue
+        merged.append(crash)
+    return merged
+
+
+def primary(crashes: list[Crash]) -> Crash | None:
+    """The report that matters most: the first one that poisons the kernel, else the first one."""
+    for crash in crashes:
+        if crash.poisons:
+            return crash
+    return crashes[0] if crashes else None

@@ -1,0 +1,201 @@
+"""The guest image: initramfs layers built once per kernel target, concatenated per run.
+
+A run never writes a cached layer; it concatenates them into its own temp dir (plus an optional
+per-run layer of uploaded files), so every VM starts from the same bytes and the image stays
+disposable. Layers live under ``<cache>/images/<release>/`` named by a hash of their inputs, so
+changing the agent source, the host's busybox/kmod or the module list makes a new layer instead
+of reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.kernels.target import KernelTarget
+from harness.paths import REPO_ROOT, cache_root
+from harness.vm import cpio
+from harness.vm.modules import GuestModule, ModuleTree
+
+GUEST_DIR = REPO_ROOT / "vm"
+AGENT_SOURCE = GUEST_DIR / "agent" / "kmh-agent.c"
+INIT_SCRIPT = GUEST_DIR / "init"
+
+#: Bump when the layout of a layer changes, so old cached layers are not reused.
+RECIPE_VERSION = "1"
+
+#: Modules the guest needs to talk to the host and to report panics (skipped when built in).
+BOOT_MODULES = ("virtio_pci", "virtio_console", "pvpanic_pci")
+
+KMOD_TOOLS = ("insmod", "rmmod", "lsmod", "modprobe", "depmod", "modinfo")
+
+
+def _which(tool: str) -> Path:
+    found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if not found:
+        raise HarnessError(
+            f"{tool!r} is not installed on this host; the guest image needs it",
+            details="On Debian/Ubuntu: apt-get install busybox-static kmod gcc libc6-dev",
+        )
+    return Path(found)
+
+
+def _fingerprint(paths: Iterable[Path]) -> str:
+    """A cheap identity for host files: path, size and mtime."""
+    digest = hashlib.sha256(RECIPE_VERSION.encode())
+    for path in paths:
+        st = path.stat()
+        digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
+def _cached(path: Path, build: callable) -> Path:  # type: ignore[valid-type]
+    """Return PATH, building it first (atomically, so parallel VMs never see half a layer)."""
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            build(out)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _shared_libraries(binary: Path) -> list[Path]:
+    """The libraries ``ldd`` says BINARY loads, including the dynamic loader."""
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        match = re.search(r"(/\S+) \(0x", line)
+        if match:
+            libs.append(Path(match.group(1)))
+    return libs
+
+
+def compile_agent(dest: Path) -> None:
+    """Build the static guest agent from its C source with the host compiler."""
+    gcc = _which("gcc")
+    result = subprocess.run(
+        [str(gcc), "-static", "-O2", "-Wall", "-o", str(dest), str(AGENT_SOURCE)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise HarnessError(
+            "could not compile the guest agent (needs gcc and libc6-dev for static linking)",
+            details=result.stderr,
+        )
+
+
+def _base_entries() -> list[cpio.Entry]:
+    busybox, kmod = _which("busybox"), _which("kmod")
+    entries = [cpio.directory(d) for d in ("proc", "sys", "dev", "tmp", "root", "run", "etc", "kmh")]
+    entries.append(cpio.regular("init", INIT_SCRIPT.read_bytes(), 0o755))
+    entries.append(cpio.regular("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"))
+    entries.append(cpio.regular("etc/group", b"root:x:0:\n"))
+    with tempfile.TemporaryDirectory() as tmp:
+        agent = Path(tmp) / "kmh-agent"
+        compile_agent(agent)
+        entries.append(cpio.regular("kmh/agent", agent.read_bytes(), 0o755))
+    entries.append(cpio.regular("bin/busybox", busybox.read_bytes(), 0o755))
+    applets = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True).stdout
+    for applet in applets.split():
+        if Path(applet).name in KMOD_TOOLS or applet == "bin/busybox":
+            continue
+        entries.append(cpio.symlink(applet, "/bin/busybox"))
+    entries.append(cpio.regular("bin/kmod", kmod.read_bytes(), 0o755))
+    for tool in KMOD_TOOLS:
+        entries.append(cpio.symlink(f"sbin/{tool}", "/bin/kmod"))
+    entries.append(cpio.symlink("bin/lsmod", "/bin/kmod"))
+    for lib in _shared_libraries(kmod):
+        entries.append(cpio.regular(str(lib), lib.resolve().read_bytes(), 0o755))
+    return entries
+
+
+def base_layer(kernel: KernelTarget) -> Path:
+    """Init, agent, busybox and kmod: the same for every kernel, cached beside each target's layers."""
+    inputs = [AGENT_SOURCE, INIT_SCRIPT, _which("busybox"), _which("kmod"), _which("gcc")]
+    inputs += _shared_libraries(_which("kmod"))
+    name = f"base-{_fingerprint(inputs)}.cpio"
+    return _cached(
+        cache_root() / "images" / kernel.release / name,
+        lambda out: cpio.write_archive(out, _base_entries(), first_inode=1),
+    )
+
+
+def _depmod_files(kernel: KernelTarget, modules: list[GuestModule]) -> list[cpio.Entry]:
+    """modules.dep and friends for exactly the modules in the image, made by the host's depmod."""
+    release = kernel.release
+    entries = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "lib" / "modules" / release
+        tree.mkdir(parents=True)
+        for module in modules:
+            (tree / module.relpath).parent.mkdir(parents=True, exist_ok=True)
+            (tree / module.relpath).write_bytes(module.data)
+        for meta in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
+            if (kernel.modules_dir / meta).is_file():
+                shutil.copy(kernel.modules_dir / meta, tree / meta)
+        result = subprocess.run([str(_which("depmod")), "-b", tmp, release], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise HarnessError(f"depmod failed for the {release} guest modules", details=result.stderr)
+        for path in sorted(tree.glob("modules.*")):
+            entries.append(cpio.regular(f"lib/modules/{release}/{path.name}", path.read_bytes()))
+    return entries
+
+
+def modules_layer(kernel: KernelTarget, extra: Iterable[str] = ()) -> Path:
+    """The target's boot modules (and EXTRA ones, installed but not loaded), with modules.dep."""
+    extra = sorted(set(extra))
+    key = hashlib.sha256(
+        f"{RECIPE_VERSION}|{kernel.root}|{kernel.modules_dir.stat().st_mtime_ns}|{extra}".encode()
+    ).hexdigest()[:16]
+
+    def build(out) -> None:  # type: ignore[no-untyped-def]
+        tree = ModuleTree(kernel.modules_dir)
+        boot = tree.resolve(list(BOOT_MODULES), optional=True)
+        wanted = boot + [m for m in tree.resolve(extra) if m not in boot]
+        base = f"lib/modules/{kernel.release}"
+        entries = [cpio.regular(f"{base}/{m.relpath}", m.data) for m in wanted]
+        entries += _depmod_files(kernel, wanted)
+        boot_line = " ".join(f"/{base}/{m.relpath}" for m in boot) + "\n"
+        entries.append(cpio.regular("kmh/boot-modules", boot_line.encode()))
+        cpio.write_archive(out, entries, first_inode=100_000)
+
+    if not kernel.modules_dir.is_dir():
+        raise HarnessError(f"kernel target {kernel.release} has no module tree at {kernel.modules_dir}")
+    return _cached(cache_root() / "images" / kernel.release / f"modules-{key}.cpio", build)
+
+
+def run_layer(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """A one-off layer of FILES (guest path -> (data, permissions)) for a single run."""
+    import io
+
+    out = io.BytesIO()
+    entries = [cpio.regular(path, data, perm) for path, (data, perm) in files.items()]
+    cpio.write_archive(out, entries, first_inode=900_000)
+    return out.getvalue()
+
+
+def assemble(
+    kernel: KernelTarget, dest: Path, *, extra_modules: Iterable[str] = (), run_files: bytes = b""
+) -> Path:
+    """Concatenate the cached layers (and a per-run layer) into DEST, the VM's own initramfs."""
+    layers = [base_layer(kernel), modules_layer(kernel, extra_modules)]
+    with dest.open("wb") as out:
+        for layer in layers:
+            with layer.open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+        out.write(run_files)
+    return dest
