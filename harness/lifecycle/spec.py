@@ -1,0 +1,276 @@
+"""Module specs: what to build, how to load it, and what must be true while it is loaded.
+
+A spec is a TOML file (one per module, in ``modules/`` for the shipped ones)::
+
+    [module]
+    template = "hello"          # or: source = "path/to/dir"  or: debian = "usb-storage"
+    name = "hello_kmh"          # the module name (templates) / the .ko to load (sources)
+    params = { message = "hi" } # template parameters
+
+    kernels = ["bookworm"]      # optional; --kernel on the command line wins
+
+    [[companion]]               # other modules built with it and installed beside it
+    template = "exporter"
+    name = "kmh_exporter"
+
+    [load]
+    method = "insmod"           # or "modprobe" (installs into /lib/modules/<rel>/extra, depmod)
+    args = { count = 3 }        # module parameters given at load time
+    timeout = 30
+
+    [expect]
+    load_dmesg = ["hello_kmh: loaded"]      # regexes, each must match a new kernel log line
+    unload_dmesg = ["hello_kmh: unloaded"]
+    params = { count = "3" }    # /sys/module/NAME/parameters/<key> contents
+    devices = ["/dev/kmh_chr"]  # must exist while loaded
+    proc = ["/proc/kmh_proc"]
+    sysfs = ["/sys/class/kmh"]
+    kallsyms = ["kmh_exporter_add"]
+    loaded = ["kmh_exporter"]   # other modules that must be live (e.g. pulled in by modprobe)
+    holders = { kmh_exporter = ["hello_kmh"] }  # rmmod of the key must fail, held by these
+    exercise = "echo hi > /dev/kmh_chr && cat /dev/kmh_chr"
+    exercise_output = "^hi$"
+    reload = true               # load and unload a second time
+
+    [outcome]                   # what the harness's own tests expect of this spec
+    verdict = "pass"
+    step = "load"
+    message = "No such device"
+
+Paths in a spec are relative to the spec file. Unknown keys are errors: a typo in an
+expectation must not silently turn into no expectation.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.templates import check_module_name, get_template
+
+METHODS = ("insmod", "modprobe")
+VERDICTS = ("pass", "fail", "crash", "timeout")
+
+
+@dataclass(frozen=True)
+class ModuleDef:
+    """One module to build (from a template or a directory) or take from the kernel's tree."""
+
+    name: str
+    template: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+    #: A module of the kernel target's own tree (e.g. ``usb-storage``), loaded with modprobe.
+    debian: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "template" if self.template else "debian" if self.debian else "source"
+
+
+@dataclass(frozen=True)
+class Expectations:
+    load_dmesg: tuple[str, ...] = ()
+    unload_dmesg: tuple[str, ...] = ()
+    params: dict[str, str] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()
+    proc: tuple[str, ...] = ()
+    sysfs: tuple[str, ...] = ()
+    kallsyms: tuple[str, ...] = ()
+    loaded: tuple[str, ...] = ()
+    holders: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    exercise: str = ""
+    exercise_output: str = ""
+    reload: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The verdict the harness's own test-suite expects (bad modules expect fail/crash/timeout)."""
+
+    verdict: str = "pass"
+    step: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """A parsed spec: the module, its companions, how to load it, what to expect."""
+
+    module: ModuleDef
+    origin: str
+    companions: tuple[ModuleDef, ...] = ()
+    kernels: tuple[str, ...] = ()
+    method: str = "insmod"
+    args: dict[str, str] = field(default_factory=dict)
+    timeout: float = 30.0
+    expect: Expectations = field(default_factory=Expectations)
+    outcome: Outcome = field(default_factory=Outcome)
+
+    @property
+    def name(self) -> str:
+        return self.module.name
+
+    def load_arguments(self) -> list[str]:
+        """Module parameters as ``key=value`` words for insmod/modprobe."""
+        return [f"{key}={value}" for key, value in self.args.items()]
+
+
+def load_spec(path: Path) -> ModuleSpec:
+    """Read and validate one spec file."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: no such spec file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise HarnessError(f"{path}: not valid TOML: {error}") from None
+    return spec_from_dict(data, origin=str(path), base=path.parent)
+
+
+def spec_for_template(
+    template: str, name: str | None = None, params: dict[str, Any] | None = None
+) -> ModuleSpec:
+    """A spec with default expectations for a template (``kmh run --template hello``)."""
+    module_name = name or f"kmh_{template}"
+    return spec_from_dict(
+        {"module": {"template": template, "name": module_name, "params": params or {}}},
+        origin=f"template {template}",
+        base=Path.cwd(),
+    )
+
+
+def spec_for_directory(directory: Path) -> ModuleSpec:
+    """A spec for a user's module directory: load its (first) module, expect a clean cycle."""
+    name = _module_name_from_kbuild(directory)
+    return ModuleSpec(module=ModuleDef(name=name, source=directory.resolve()), origin=str(directory))
+
+
+def spec_from_dict(data: dict[str, Any], *, origin: str, base: Path) -> ModuleSpec:
+    where = origin
+    _only(data, {"module", "companion", "kernels", "load", "expect", "outcome"}, where)
+    module = _module_def(data.get("module"), base, f"{where} [module]")
+    companions = tuple(
+        _module_def(entry, base, f"{where} [[companion]]")
+        for entry in _list(data.get("companion", []), where)
+    )
+    load = _table(data.get("load", {}), f"{where} [load]")
+    _only(load, {"method", "args", "timeout"}, f"{where} [load]")
+    method = str(load.get("method", "modprobe" if module.debian else "insmod"))
+    if method not in METHODS:
+        raise HarnessError(f"{where} [load]: method must be one of {', '.join(METHODS)}, not {method!r}")
+    expect_data = _table(data.get("expect", {}), f"{where} [expect]")
+    expect = _expectations(expect_data, f"{where} [expect]")
+    outcome_data = _table(data.get("outcome", {}), f"{where} [outcome]")
+    _only(outcome_data, {"verdict", "step", "message"}, f"{where} [outcome]")
+    outcome = Outcome(**{key: str(value) for key, value in outcome_data.items()})
+    if outcome.verdict not in VERDICTS:
+        raise HarnessError(f"{where} [outcome]: verdict must be one of {', '.join(VERDICTS)}")
+    kernels = data.get("kernels", [])
+    return ModuleSpec(
+        module=module,
+        origin=origin,
+        companions=companions,
+        kernels=tuple(str(k) for k in _list(kernels, where)),
+        method=method,
+        args={str(k): _scalar(v) for k, v in _table(load.get("args", {}), f"{where} [load] args").items()},
+        timeout=float(load.get("timeout", 30)),
+        expect=expect,
+        outcome=outcome,
+    )
+
+
+def _module_def(data: Any, base: Path, where: str) -> ModuleDef:
+    table = _table(data, where)
+    _only(table, {"template", "name", "params", "source", "debian"}, where)
+    kinds = [key for key in ("template", "source", "debian") if key in table]
+    if len(kinds) != 1:
+        raise HarnessError(f"{where}: give exactly one of template, source or debian")
+    if "debian" in table:
+        return ModuleDef(name=str(table.get("name", table["debian"])), debian=str(table["debian"]))
+    if "template" in table:
+        template = get_template(str(table["template"]))
+        name = str(table.get("name", f"kmh_{template.name}"))
+        check_module_name(name)
+        return ModuleDef(
+            name=name, template=template.name, params=dict(_table(table.get("params", {}), where))
+        )
+    source = (base / str(table["source"])).resolve()
+    if not source.is_dir():
+        raise HarnessError(f"{where}: source {source} is not a directory")
+    name = str(table.get("name") or _module_name_from_kbuild(source))
+    return ModuleDef(name=name, source=source)
+
+
+def _expectations(data: dict[str, Any], where: str) -> Expectations:
+    fields = {f for f in Expectations.__dataclass_fields__}
+    _only(data, fields, where)
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in ("params",):
+            values[key] = {str(k): str(_scalar(v)) for k, v in _table(value, f"{where} {key}").items()}
+        elif key == "holders":
+            values[key] = {
+                str(k): tuple(str(x) for x in _list(v, where)) for k, v in _table(value, where).items()
+            }
+        elif key in ("exercise", "exercise_output"):
+            values[key] = str(value)
+        elif key == "reload":
+            values[key] = bool(value)
+        else:
+            values[key] = tuple(str(item) for item in _list(value, f"{where} {key}"))
+    for pattern in (
+        *values.get("load_dmesg", ()),
+        *values.get("unload_dmesg", ()),
+        values.get("exercise_output", ""),
+    ):
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise HarnessError(f"{where}: bad regular expression {pattern!r}: {error}") from None
+    return Expectations(**values)
+
+
+def _module_name_from_kbuild(directory: Path) -> str:
+    for name in ("Kbuild", "Makefile"):
+        path = directory / name
+        if path.is_file():
+            match = re.search(r"obj-m\s*[:+]?=\s*([A-Za-z0-9_-]+)\.o", path.read_text())
+            if match:
+                return match.group(1).replace("-", "_")
+    raise HarnessError(
+        f"{directory}: cannot tell the module name (no 'obj-m := NAME.o' in Kbuild or Makefile)"
+    )
+
+
+def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise HarnessError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        raise HarnessError(f"{where}: missing")
+    if not isinstance(value, dict):
+        raise HarnessError(f"{where}: expected a table")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise HarnessError(f"{where}: expected a list, got {value!r}")
+    return value
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Y" if value else "N"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)

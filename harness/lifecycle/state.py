@@ -1,0 +1,118 @@
+"""Kernel state snapshots taken in the guest, and their diff: did the module leave anything behind?
+
+One shell command gathers every place a module typically registers something: character and
+block majors (/proc/devices), misc minors (/proc/misc), device classes and their devices
+(/sys/class), device nodes (/dev), /proc entries, module symbols in /proc/kallsyms, debugfs,
+the loaded modules and the taint mask. Taken before the first load and after the unload, the
+two snapshots must be equal except for taint flags that loading any out-of-tree module sets
+for good (O, E, and P for a proprietary one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SECTIONS = ("devices", "misc", "class", "dev", "proc", "kallsyms", "debugfs", "modules")
+
+#: Taint bits a successful load of an out-of-tree module sets permanently, by letter.
+EXPECTED_TAINT = {"P": 1 << 0, "O": 1 << 12, "E": 1 << 13}
+TAINT_LETTERS = "PFSRMBUDAWCIOELKXT"
+
+SNAPSHOT_COMMAND = r"""
+mountpoint -q /sys/kernel/debug 2>/dev/null || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+echo @@devices; cat /proc/devices
+echo @@misc; cat /proc/misc
+echo @@class; for d in /sys/class/*/*; do echo "$d"; done
+echo @@dev; find /dev 2>/dev/null
+echo @@proc; for e in /proc/* /proc/driver/* /proc/bus/*; do
+  case "$e" in /proc/[0-9]*) ;; *) echo "$e";; esac
+done
+echo @@kallsyms; awk 'NF == 4 { print $3, $4 }' /proc/kallsyms
+echo @@debugfs; find /sys/kernel/debug -maxdepth 2 2>/dev/null
+echo @@modules; cut -d' ' -f1 /proc/modules
+echo @@taint; cat /proc/sys/kernel/tainted
+"""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The kernel state visible from userspace at one moment."""
+
+    sections: dict[str, frozenset[str]] = field(default_factory=dict)
+    taint: int = 0
+
+    @classmethod
+    def parse(cls, output: str) -> Snapshot:
+        sections: dict[str, set[str]] = {name: set() for name in SECTIONS}
+        taint = 0
+        current = ""
+        for line in output.splitlines():
+            if line.startswith("@@"):
+                current = line[2:].strip()
+                continue
+            line = line.strip()
+            if not line:
+                continue
+            if current == "taint":
+                taint = int(line) if line.isdigit() else 0
+            elif current in sections:
+                sections[current].add(line)
+        return cls({name: frozenset(values) for name, values in sections.items()}, taint)
+
+
+@dataclass(frozen=True)
+class StateDiff:
+    """What appeared and disappeared between two snapshots (per section), and new taint."""
+
+    added: dict[str, tuple[str, ...]]
+    removed: dict[str, tuple[str, ...]]
+    new_taint: str
+
+    @property
+    def clean(self) -> bool:
+        return not any(self.added.values()) and not any(self.removed.values()) and not self.new_taint
+
+    def describe(self) -> str:
+        """The leftovers, one per line, the way a person would look for them."""
+        lines = []
+        for section, values in self.added.items():
+            lines += [f"left behind in {_where(section)}: {value}" for value in values]
+        for section, values in self.removed.items():
+            lines += [f"gone from {_where(section)}: {value}" for value in values]
+        if self.new_taint:
+            lines.append(f"kernel newly tainted: {self.new_taint}")
+        return "\n".join(lines)
+
+
+def _where(section: str) -> str:
+    return {
+        "devices": "/proc/devices",
+        "misc": "/proc/misc",
+        "class": "/sys/class",
+        "dev": "/dev",
+        "proc": "/proc",
+        "kallsyms": "/proc/kallsyms",
+        "debugfs": "debugfs",
+        "modules": "/proc/modules",
+    }.get(section, section)
+
+
+def diff(before: Snapshot, after: Snapshot, *, ignore_modules: frozenset[str] = frozenset()) -> StateDiff:
+    """Compare two snapshots; modules in ``ignore_modules`` may legitimately stay loaded."""
+    added: dict[str, tuple[str, ...]] = {}
+    removed: dict[str, tuple[str, ...]] = {}
+    for section in SECTIONS:
+        old, new = before.sections.get(section, frozenset()), after.sections.get(section, frozenset())
+        if section == "modules":
+            new = new - ignore_modules
+            old = old - ignore_modules
+        added[section] = tuple(sorted(new - old))
+        removed[section] = tuple(sorted(old - new))
+    allowed = sum(EXPECTED_TAINT.values())
+    appeared = (after.taint & ~before.taint) & ~allowed
+    return StateDiff(added, removed, taint_letters(appeared))
+
+
+def taint_letters(mask: int) -> str:
+    """Taint mask → the letters the kernel prints (only the set bits)."""
+    return "".join(letter for bit, letter in enumerate(TAINT_LETTERS) if mask & (1 << bit))
