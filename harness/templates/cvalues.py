@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import jinja2
+
 #: On x86_64 MODULE_NAME_LEN is 64 - sizeof(unsigned long) = 56 bytes including the NUL.
 MODULE_NAME_MAX = 64 - 8 - 1
 
@@ -130,6 +132,8 @@ def emit(value: object) -> object:
     A template bug (printing a raw string parameter, a Python bool, None) raises here, so it is
     caught by the first render in the tests rather than producing C that merely looks right.
     """
+    if isinstance(value, jinja2.Undefined):
+        return value  # StrictUndefined raises its own, clearer error when printed
     if isinstance(value, UserText):
         raise TypeError("a string parameter was printed raw; render it with |c_string")
     if isinstance(value, Ident | CCode):
