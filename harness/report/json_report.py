@@ -1,0 +1,105 @@
+"""JSON for machines: everything a run produced, under keys that never come and go.
+
+Every run, step and crash field is always present (``null`` or empty when it does not apply),
+so consumers can index without guarding and two reports diff cleanly. Text is kept as captured
+(JSON escapes control characters itself); only lone surrogates, which no UTF-8 encoder accepts,
+are replaced by the ``\\xNN`` escape of the byte they stood for. ``format_version`` changes
+when a key is renamed or removed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.lifecycle.result import ModuleRun, StepResult
+from harness.report.tally import run_name, tally
+from harness.vm.crash import Crash
+
+FORMAT = "kmh-report"
+FORMAT_VERSION = 1
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str) -> str:
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+    return _SURROGATE.sub(escape, value)
+
+
+def crash_dict(crash: Crash) -> dict[str, Any]:
+    return {
+        "kind": crash.kind,
+        "title": _text(crash.title),
+        "summary": _text(crash.summary()),
+        "function": _text(crash.function),
+        "module": _text(crash.module),
+        "call_trace": [_text(frame) for frame in crash.call_trace],
+        "taint": crash.taint,
+        "command": _text(crash.command),
+        "panicked": crash.panicked,
+        "poisons": crash.poisons,
+        "lines": [_text(line) for line in crash.lines],
+    }
+
+
+def step_dict(step: StepResult) -> dict[str, Any]:
+    return {
+        "name": step.name,
+        "status": step.status,
+        "duration": round(step.duration, 3),
+        "message": _text(step.message),
+        "evidence": _text(step.evidence),
+        "crash": crash_dict(step.crash) if step.crash is not None else None,
+    }
+
+
+def run_dict(run: ModuleRun) -> dict[str, Any]:
+    failure = run.failure
+    return {
+        "name": _text(run_name(run)),
+        "module": _text(run.module),
+        "kernel": run.kernel,
+        "source": _text(run.source),
+        "verdict": run.verdict,
+        "duration": round(run.duration, 3),
+        "failed_step": failure.name if failure is not None else None,
+        "message": _text(failure.message) if failure is not None else "",
+        "steps": [step_dict(step) for step in run.steps],
+    }
+
+
+def to_json(runs: Sequence[ModuleRun], *, elapsed: float | None = None) -> dict[str, Any]:
+    """The whole report as plain data: ``format``, ``format_version``, ``summary``, ``runs``."""
+    counts = tally(runs, elapsed=elapsed)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "summary": {
+            "total": counts.total,
+            "passed": counts.passed,
+            "failed": counts.failed,
+            "crashed": counts.crashed,
+            "timed_out": counts.timed_out,
+            "ok": counts.ok,
+            "duration": round(counts.duration, 3),
+            "kernels": sorted({run.kernel for run in runs}),
+            "line": counts.line(),
+        },
+        "runs": [run_dict(run) for run in runs],
+    }
+
+
+def write_json(runs: Sequence[ModuleRun], path: str | Path, *, elapsed: float | None = None) -> Path:
+    """Write the JSON report for ``runs`` to ``path`` (UTF-8, indented); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_json(runs, elapsed=elapsed), indent=2, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
