@@ -33,7 +33,8 @@ class Diagnostic:
 
     def __str__(self) -> str:
         column = f"{self.column}:" if self.column is not None else ""
-        text = f"{self.file}:{self.line}:{column} {self.severity}: {self.message}"
+        line = f"{self.line}:" if self.line else ""
+        text = f"{self.file}:{line}{column} {self.severity}: {self.message}"
         return f"{text}\n{self.excerpt}" if self.excerpt else text
 
 

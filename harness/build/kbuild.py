@@ -36,6 +36,10 @@ BUILD_PRODUCTS = (
     ".tmp_versions", "*.ko.*", ".cache.mk",
 )  # fmt: skip
 FAILED_TARGET = re.compile(r"\*\*\* \[[^\]]*?(?P<path>/\S+?)\] Error \d+")
+#: modpost's own complaints (undefined or GPL-only symbols), which name the module, not a file.
+MODPOST = re.compile(
+    r"^(?P<severity>ERROR|WARNING): modpost: (?P<message>.*?(?P<module>[\w-]+)\.ko.*)$", re.M
+)
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,14 @@ def _make(
             for link, source in mapping.items():
                 if match.group("path").startswith(f"{link}/"):
                     failed.add(source)
+        for match in MODPOST.finditer(log):
+            owner = next((r for r in batch if any(r.build_dir.rglob(f"{match.group('module')}.o"))), None)
+            if owner is None:
+                continue
+            severity = "error" if match.group("severity") == "ERROR" else "warning"
+            owner.diagnostics.append(
+                Diagnostic(owner.source_dir / "Kbuild", 0, None, severity, match.group("message"))
+            )
         failed |= {result.source_dir for result in batch if result.errors}
         return log, failed
 
