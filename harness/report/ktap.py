@@ -24,22 +24,28 @@ _INDENT = "  "
 
 
 def _description(text: str) -> str:
-    # "#" starts the directive part of a result line, so it cannot appear in a description.
+    # "#" starts the directive part of a result line, so it cannot appear in a description; it
+    # is kept out of reasons too, since parsers such as kunit.py look for " # SKIP" anywhere.
     return one_line(text).replace("#", "_")
 
 
 def _diagnostics(text: str) -> list[str]:
-    return [f"# {line}".rstrip() for line in printable(text, keep="\t").split("\n") if line.strip()]
+    lines = printable(text, keep="\n\t").split("\n")
+    return [f"# {line}".rstrip() for line in lines if line.strip()]
 
 
 def _step_lines(number: int, step: StepResult) -> list[str]:
     lines: list[str] = []
     if not step.passed or step.evidence.strip():
+        evidence = step.evidence
         if step.crash is not None:
             lines += _diagnostics(crash_text(step.crash))
-        lines += _diagnostics(step.evidence)
+            if not evidence.strip() and not step.crash.call_trace:
+                # No trace to show (a hang, a timeout): the console tail is the only clue.
+                evidence = "\n".join(step.crash.lines)
+        lines += _diagnostics(evidence)
     name = _description(step.name)
-    reason = one_line(step.message)
+    reason = _description(step.message)
     if step.status == "pass":
         result = f"ok {number} {name}"
     elif step.status == "skip":
@@ -68,7 +74,7 @@ def _run_lines(number: int, run: ModuleRun) -> list[str]:
     else:
         directive = "TIMEOUT" if verdict == "timeout" else "ERROR"
         failure = run.failure
-        reason = one_line(f"{failure.name}: {failure.message}") if failure is not None else ""
+        reason = _description(f"{failure.name}: {failure.message}") if failure is not None else ""
         lines.append(f"not ok {number} {name} # {directive}{' ' + reason if reason else ''}")
     return lines
 
