@@ -37,6 +37,7 @@ class Kmh(cli.Application):
 
 
 _VERBS = {
+    "run": "harness.commands.run.RunCommand",
     "kernel": "harness.commands.kernel.KernelCommand",
     "build": "harness.commands.build.BuildCommand",
     "templates": "harness.commands.templates.TemplatesCommand",

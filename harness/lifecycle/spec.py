@@ -8,6 +8,7 @@ A spec is a TOML file (one per module, in ``modules/`` for the shipped ones)::
     params = { message = "hi" } # template parameters
 
     kernels = ["bookworm"]      # optional; --kernel on the command line wins
+    build_against = "same"      # or "other" (a deliberate vermagic mismatch) or a kernel name
 
     [[companion]]               # other modules built with it and installed beside it
     template = "exporter"
@@ -71,6 +72,10 @@ class ModuleDef:
     def kind(self) -> str:
         return "template" if self.template else "debian" if self.debian else "source"
 
+    def __hash__(self) -> int:
+        # params may hold lists; the rendered text of the whole definition identifies it.
+        return hash(repr(self))
+
 
 @dataclass(frozen=True)
 class Expectations:
@@ -105,6 +110,8 @@ class ModuleSpec:
     origin: str
     companions: tuple[ModuleDef, ...] = ()
     kernels: tuple[str, ...] = ()
+    #: Build against another kernel than the one it runs on: "same", "other" or a kernel name.
+    build_against: str = "same"
     method: str = "insmod"
     args: dict[str, str] = field(default_factory=dict)
     timeout: float = 30.0
@@ -151,7 +158,7 @@ def spec_for_directory(directory: Path) -> ModuleSpec:
 
 def spec_from_dict(data: dict[str, Any], *, origin: str, base: Path) -> ModuleSpec:
     where = origin
-    _only(data, {"module", "companion", "kernels", "load", "expect", "outcome"}, where)
+    _only(data, {"module", "companion", "kernels", "build_against", "load", "expect", "outcome"}, where)
     module = _module_def(data.get("module"), base, f"{where} [module]")
     companions = tuple(
         _module_def(entry, base, f"{where} [[companion]]")
@@ -175,6 +182,7 @@ def spec_from_dict(data: dict[str, Any], *, origin: str, base: Path) -> ModuleSp
         origin=origin,
         companions=companions,
         kernels=tuple(str(k) for k in _list(kernels, where)),
+        build_against=str(data.get("build_against", "same")),
         method=method,
         args={str(k): _scalar(v) for k, v in _table(load.get("args", {}), f"{where} [load] args").items()},
         timeout=float(load.get("timeout", 30)),

@@ -1,0 +1,63 @@
+"""``kmh run SPEC|DIR... [--template T]``: the whole life of modules in disposable VMs, with reports."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from plumbum import cli
+
+from harness.lifecycle.runner import Runner, make_plan
+from harness.lifecycle.spec import ModuleSpec, load_spec, spec_for_directory, spec_for_template
+from harness.report import ProgressPrinter, render_summary, use_color, write_json, write_junit, write_ktap
+from harness.templates import parse_assignments
+
+
+class RunCommand(cli.Application):
+    """Render, build, check, load, verify, unload and verify again: each module spec (TOML) or
+    module directory, on each kernel target, in disposable QEMU VMs. Exit 0 when every module
+    passes, 1 otherwise."""
+
+    kernels = cli.SwitchAttr(["-k", "--kernel"], str, list=True, help="kernel target (repeatable)")
+    jobs = cli.SwitchAttr(["-j", "--jobs"], cli.Range(1, 16), default=1, help="VMs running in parallel")
+    templates = cli.SwitchAttr(
+        ["-t", "--template"], str, list=True, help="run a template with default expectations"
+    )
+    params = cli.SwitchAttr(
+        ["-p", "--param"], str, list=True, help="template parameter key=value (with --template)"
+    )
+    junit = cli.SwitchAttr("--junit", str, help="write a JUnit XML report to this file")
+    ktap = cli.SwitchAttr("--ktap", str, help="write a KTAP report to this file")
+    json = cli.SwitchAttr("--json", str, help="write a JSON report to this file")
+    werror = cli.Flag("--werror", help="treat compiler warnings as errors")
+    dry_run = cli.Flag("--dry-run", help="print the plan (module x kernel) and stop")
+
+    def main(self, *targets: str) -> int:
+        specs: list[ModuleSpec] = []
+        for target in targets:
+            path = Path(target)
+            specs.append(spec_for_directory(path) if path.is_dir() else load_spec(path))
+        assignments = parse_assignments(self.params)
+        specs += [spec_for_template(name, params=assignments) for name in self.templates]
+        if not specs:
+            print("kmh run: name a spec, a module directory or --template NAME", file=sys.stderr)
+            return 2
+        plan = make_plan(specs, self.kernels)
+        if self.dry_run:
+            print(plan.describe())
+            return 0
+        started = time.monotonic()
+        with ProgressPrinter(sys.stderr, total=len(plan.items)) as progress:
+            runner = Runner(
+                jobs=self.jobs, werror=self.werror, on_step=progress.step, on_finished=progress.finished
+            )
+            runs = runner.execute(plan)
+        print(render_summary(runs, color=use_color(sys.stdout), elapsed=time.monotonic() - started), end="")
+        if self.junit:
+            write_junit(runs, Path(self.junit))
+        if self.ktap:
+            write_ktap(runs, Path(self.ktap))
+        if self.json:
+            write_json(runs, Path(self.json))
+        return 0 if all(run.verdict == "pass" for run in runs) else 1

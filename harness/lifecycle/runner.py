@@ -1,0 +1,335 @@
+"""Runs module specs end to end: render → build (batched) → check → the guest cycle, on each kernel.
+
+The runner first makes a :class:`Plan` (which module runs on which kernel; printable with
+``--dry-run``), then works through it kernel by kernel: all sources of a kernel are built in one
+batched kbuild, each module is checked for load-ability on the host (a module that cannot load is
+reported without booting), and the loadable ones share VM boots: ``jobs`` worker threads, each
+with its own VM, take modules from a queue. A VM is replaced after a crash, a timeout or a module
+that stayed loaded or left state behind, so one bad module never taints the next one's verdict.
+No result is lost: every planned module × kernel ends as one :class:`ModuleRun`.
+"""
+
+from __future__ import annotations
+
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.build import BuildResult, build_modules
+from harness.errors import HarnessError
+from harness.kernels.store import KernelStore
+from harness.kernels.target import KernelTarget
+from harness.lifecycle.cycle import GuestCycle, GuestModules
+from harness.lifecycle.result import ModuleRun, StepResult
+from harness.lifecycle.spec import ModuleDef, ModuleSpec
+from harness.templates import write_module
+
+DEFAULT_KERNEL = "bookworm"
+StepCallback = Callable[[ModuleRun, StepResult], None]
+RunCallback = Callable[[ModuleRun], None]
+
+
+@dataclass
+class PlannedRun:
+    spec: ModuleSpec
+    kernel: KernelTarget
+    #: The kernel the module is built against (differs only for deliberate mismatches).
+    build_kernel: KernelTarget
+    run: ModuleRun
+    #: True once the run has its final step (a failure before the guest, or the guest cycle).
+    finished: bool = False
+
+
+@dataclass
+class Plan:
+    items: list[PlannedRun] = field(default_factory=list)
+
+    def describe(self) -> str:
+        lines = []
+        for item in self.items:
+            built = (
+                "" if item.build_kernel == item.kernel else f" (built against {item.build_kernel.release})"
+            )
+            lines.append(f"{item.spec.name:<28} {item.kernel.release:<24} from {item.spec.origin}{built}")
+        return "\n".join(lines)
+
+
+def make_plan(specs: Sequence[ModuleSpec], kernels: Sequence[str] = ()) -> Plan:
+    """Pair each spec with its kernels: ``kernels`` when given, else the spec's own, else bookworm."""
+    store = KernelStore()
+    plan = Plan()
+    for spec in specs:
+        for name in kernels or spec.kernels or (DEFAULT_KERNEL,):
+            kernel = store.ensure(name)
+            build_kernel = _build_kernel(store, spec, kernel)
+            run = ModuleRun(module=spec.name, source=spec.origin, kernel=kernel.release)
+            plan.items.append(PlannedRun(spec, kernel, build_kernel, run))
+    return plan
+
+
+def _build_kernel(store: KernelStore, spec: ModuleSpec, kernel: KernelTarget) -> KernelTarget:
+    wanted = spec.build_against
+    if not wanted or wanted == "same":
+        return kernel
+    if wanted == "other":
+        others = [t for t in store.list() if t.release != kernel.release]
+        if not others:
+            raise HarnessError(f"{spec.origin}: build_against = 'other' needs a second kernel target")
+        return others[-1] if kernel.major_minor < others[-1].major_minor else others[0]
+    return store.ensure(wanted)
+
+
+class Runner:
+    """Executes a plan; see the module docstring for the order of work."""
+
+    def __init__(
+        self,
+        *,
+        jobs: int = 1,
+        werror: bool = False,
+        vm_factory: Callable[[KernelTarget, tuple[str, ...]], object] | None = None,
+        on_step: StepCallback | None = None,
+        on_finished: RunCallback | None = None,
+    ) -> None:
+        self.jobs = max(1, jobs)
+        self.werror = werror
+        self.vm_factory = vm_factory or _qemu_vm
+        self.on_step = on_step
+        self.on_finished = on_finished
+        self._lock = threading.Lock()
+
+    def execute(self, plan: Plan) -> list[ModuleRun]:
+        with tempfile.TemporaryDirectory(prefix="kmh-run-") as workdir:
+            sources = self._render(plan, Path(workdir))
+            guest_work: dict[str, list[tuple[PlannedRun, GuestModules]]] = {}
+            kernels: dict[str, KernelTarget] = {}
+            for build_kernel in _unique_kernels(item.build_kernel for item in plan.items):
+                items = [i for i in plan.items if i.build_kernel == build_kernel and not _finished(i)]
+                built = self._build(items, build_kernel, sources)
+                for item in items:
+                    modules = self._check(item, built, sources)
+                    if modules is not None:
+                        guest_work.setdefault(item.kernel.release, []).append((item, modules))
+                        kernels[item.kernel.release] = item.kernel
+            for release, work in guest_work.items():
+                self._run_in_vms(kernels[release], work)
+        return [item.run for item in plan.items]
+
+    # -- render ------------------------------------------------------------------------------
+
+    def _render(self, plan: Plan, workdir: Path) -> dict[ModuleDef, Path]:
+        """Render every template module once (companions shared between specs are rendered once)."""
+        sources: dict[ModuleDef, Path] = {}
+        for item in plan.items:
+            if _finished(item):
+                continue
+            started = time.monotonic()
+            try:
+                for definition in (*item.spec.companions, item.spec.module):
+                    if definition in sources or definition.debian:
+                        continue
+                    if definition.template:
+                        directory = workdir / "src" / f"{len(sources)}-{definition.name}"
+                        write_module(definition.template, definition.name, directory, definition.params)
+                        sources[definition] = directory
+                    elif definition.source is not None:
+                        sources[definition] = definition.source
+            except HarnessError as error:
+                self._step(item, StepResult("render", "fail", time.monotonic() - started, error.message))
+                self._finish(item)
+                continue
+            if item.spec.module.template:
+                message = f"rendered template {item.spec.module.template}"
+                self._step(item, StepResult("render", "pass", time.monotonic() - started, message))
+        return sources
+
+    # -- build -------------------------------------------------------------------------------
+
+    def _build(
+        self, items: list[PlannedRun], kernel: KernelTarget, sources: dict[ModuleDef, Path]
+    ) -> dict[ModuleDef, BuildResult]:
+        """One batched kbuild per group of uniquely named modules for this kernel."""
+        wanted: list[ModuleDef] = []
+        for item in items:
+            for definition in (*item.spec.companions, item.spec.module):
+                if definition in sources and definition not in wanted:
+                    wanted.append(definition)
+        results: dict[ModuleDef, BuildResult] = {}
+        started = time.monotonic()
+        for batch in _batches_with_unique_names(wanted):
+            for definition, result in zip(
+                batch, build_modules([sources[d] for d in batch], kernel, werror=self.werror), strict=True
+            ):
+                results[definition] = result
+        elapsed = time.monotonic() - started
+        for item in items:
+            definitions = [d for d in (*item.spec.companions, item.spec.module) if d in results]
+            if not definitions:
+                continue
+            failed = [d for d in definitions if not results[d].ok]
+            if failed:
+                result = results[failed[0]]
+                evidence = "\n".join(str(d) for d in result.diagnostics) or _tail(result.log)
+                errors = len(result.errors)
+                message = f"{failed[0].name} does not build for {kernel.release}" + (
+                    f": {errors} compiler error(s), first: {result.errors[0]}".split("\n")[0]
+                    if errors
+                    else ""
+                )
+                self._step(item, StepResult("build", "fail", elapsed, message, evidence))
+                self._finish(item)
+            else:
+                warnings = sum(len(results[d].warnings) for d in definitions)
+                note = f", {warnings} warning(s)" if warnings else ""
+                message = f"built against {kernel.release}{note}"
+                evidence = "\n".join(str(w) for d in definitions for w in results[d].warnings)
+                self._step(item, StepResult("build", "pass", elapsed, message, evidence))
+        return results
+
+    # -- check -------------------------------------------------------------------------------
+
+    def _check(
+        self, item: PlannedRun, built: dict[ModuleDef, BuildResult], sources: dict[ModuleDef, Path]
+    ) -> GuestModules | None:
+        """Host-side load-ability check; returns what to install in the guest, or None to stop."""
+        if _finished(item):
+            return None
+        from harness.elf import check_loadable
+
+        started = time.monotonic()
+        modules = GuestModules()
+        for definition in (*item.spec.companions, item.spec.module):
+            if definition.debian:
+                continue
+            kos = built[definition].modules
+            named = [m for m in kos if m.name == definition.name] or kos
+            modules.built[definition.name] = named[0].path
+            modules.order.append(definition.name)
+        if item.spec.module.debian:
+            self._step(item, StepResult("check", "skip", 0.0, "a module of the kernel's own tree"))
+            return modules
+        target = modules.built[item.spec.name]
+        companions = [path for name, path in modules.built.items() if name != item.spec.name]
+        try:
+            verdict = check_loadable(target, item.kernel, extra_modules=companions)
+        except HarnessError as error:
+            self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
+            self._finish(item)
+            return None
+        elapsed = time.monotonic() - started
+        if not verdict.loadable:
+            reasons = [str(reason) for reason in verdict.reasons]
+            message = f"cannot load on {item.kernel.release}: {reasons[0]}"
+            self._step(item, StepResult("check", "fail", elapsed, message, "\n".join(reasons)))
+            self._finish(item)
+            return None
+        needs = f"; loads after {', '.join(verdict.load_order)}" if verdict.load_order else ""
+        self._step(item, StepResult("check", "pass", elapsed, f"loadable on {item.kernel.release}{needs}"))
+        return modules
+
+    # -- guest -------------------------------------------------------------------------------
+
+    def _run_in_vms(self, kernel: KernelTarget, work: list[tuple[PlannedRun, GuestModules]]) -> None:
+        pending: queue.Queue[tuple[PlannedRun, GuestModules]] = queue.Queue()
+        for entry in work:
+            pending.put(entry)
+        debian = tuple(sorted({i.spec.module.debian for i, _ in work if i.spec.module.debian}))
+        workers = [
+            threading.Thread(target=self._worker, args=(kernel, debian, pending), daemon=True)
+            for _ in range(min(self.jobs, len(work)))
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    def _worker(self, kernel: KernelTarget, debian: tuple[str, ...], pending: queue.Queue) -> None:
+        vm = None
+        try:
+            while True:
+                try:
+                    item, modules = pending.get_nowait()
+                except queue.Empty:
+                    return
+                started = time.monotonic()
+                try:
+                    if vm is None:
+                        vm = self.vm_factory(kernel, debian)
+                    cycle = GuestCycle(
+                        vm, item.spec, item.run, modules, kernel.release, on_step=self._guest_step
+                    )
+                    cycle.execute()
+                    if not cycle.reusable or vm.poisoned:
+                        vm.close()
+                        vm = None
+                except HarnessError as error:
+                    self._step(item, StepResult("load", "fail", time.monotonic() - started, error.message))
+                    if vm is not None:
+                        vm.close()
+                        vm = None
+                self._finish(item)
+        finally:
+            if vm is not None:
+                vm.close()
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _guest_step(self, run: ModuleRun, step: StepResult) -> None:
+        if self.on_step:
+            with self._lock:
+                self.on_step(run, step)
+
+    def _step(self, item: PlannedRun, step: StepResult) -> None:
+        item.run.steps.append(step)
+        item.run.duration += step.duration
+        if self.on_step:
+            with self._lock:
+                self.on_step(item.run, step)
+
+    def _finish(self, item: PlannedRun) -> None:
+        item.run.duration = sum(step.duration for step in item.run.steps)
+        item.finished = True
+        if self.on_finished:
+            with self._lock:
+                self.on_finished(item.run)
+
+
+def _finished(item: PlannedRun) -> bool:
+    return item.finished
+
+
+def _unique_kernels(kernels) -> list[KernelTarget]:  # type: ignore[no-untyped-def]
+    seen: list[KernelTarget] = []
+    for kernel in kernels:
+        if kernel not in seen:
+            seen.append(kernel)
+    return seen
+
+
+def _batches_with_unique_names(definitions: list[ModuleDef]) -> list[list[ModuleDef]]:
+    """Split so no batch builds two different modules of the same name (modpost would refuse)."""
+    batches: list[list[ModuleDef]] = []
+    for definition in definitions:
+        for batch in batches:
+            if all(other.name != definition.name for other in batch):
+                batch.append(definition)
+                break
+        else:
+            batches.append([definition])
+    return batches
+
+
+def _tail(log: str, lines: int = 30) -> str:
+    return "\n".join(log.rstrip().splitlines()[-lines:])
+
+
+def _qemu_vm(kernel: KernelTarget, debian: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    from harness.vm.qemu import VM, VMConfig
+
+    vm = VM(kernel, VMConfig(extra_modules=debian))
+    vm.start()
+    return vm
