@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +104,20 @@ class Runner:
         self._lock = threading.Lock()
 
     def execute(self, plan: Plan) -> list[ModuleRun]:
+        # Boot one VM per kernel while the host renders and builds: under TCG a boot takes about
+        # as long as a kbuild, so the guest is usually ready when the first module is.
+        self._prewarmed: dict[str, Future] = {}
+        with ThreadPoolExecutor(max_workers=4) as booter:
+            for kernel in _unique_kernels(item.kernel for item in plan.items):
+                debian = _debian_modules(plan, kernel)
+                self._prewarmed[kernel.release] = booter.submit(self.vm_factory, kernel, debian)
+            try:
+                return self._execute(plan)
+            finally:
+                for future in self._prewarmed.values():
+                    _close_unused(future)
+
+    def _execute(self, plan: Plan) -> list[ModuleRun]:
         with tempfile.TemporaryDirectory(prefix="kmh-run-") as workdir:
             sources = self._render(plan, Path(workdir))
             guest_work: dict[str, list[tuple[PlannedRun, GuestModules]]] = {}
@@ -237,7 +252,7 @@ class Runner:
         pending: queue.Queue[tuple[PlannedRun, GuestModules]] = queue.Queue()
         for entry in work:
             pending.put(entry)
-        debian = tuple(sorted({i.spec.module.debian for i, _ in work if i.spec.module.debian}))
+        debian = _debian_modules(Plan([item for item, _ in work]), kernel)
         workers = [
             threading.Thread(target=self._worker, args=(kernel, debian, pending), daemon=True)
             for _ in range(min(self.jobs, len(work)))
@@ -258,7 +273,7 @@ class Runner:
                 started = time.monotonic()
                 try:
                     if vm is None:
-                        vm = self.vm_factory(kernel, debian)
+                        vm = self._take_prewarmed(kernel) or self.vm_factory(kernel, debian)
                     cycle = GuestCycle(
                         vm, item.spec, item.run, modules, kernel.release, on_step=self._guest_step
                     )
@@ -275,6 +290,16 @@ class Runner:
         finally:
             if vm is not None:
                 vm.close()
+
+    def _take_prewarmed(self, kernel: KernelTarget):  # type: ignore[no-untyped-def]
+        with self._lock:
+            future = self._prewarmed.pop(kernel.release, None)
+        if future is None:
+            return None
+        try:
+            return future.result()
+        except HarnessError:
+            return None  # the caller boots again and reports that boot's error
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -300,6 +325,21 @@ class Runner:
 
 def _finished(item: PlannedRun) -> bool:
     return item.finished
+
+
+def _debian_modules(plan: Plan, kernel: KernelTarget) -> tuple[str, ...]:
+    """The kernel's own modules the guest image must carry for this plan (e.g. usb-storage)."""
+    return tuple(
+        sorted({i.spec.module.debian for i in plan.items if i.kernel == kernel and i.spec.module.debian})
+    )
+
+
+def _close_unused(future: Future) -> None:
+    try:
+        vm = future.result()
+    except Exception:  # noqa: BLE001 - an unused boot that failed needs no report
+        return
+    vm.close()
 
 
 def _unique_kernels(kernels) -> list[KernelTarget]:  # type: ignore[no-untyped-def]
