@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from harness.lifecycle.result import STEPS, ModuleRun, StepResult
+from harness.vm.console import parse_crashes, primary
 from harness.vm.crash import Crash
 
 K61 = "6.1.0-26-amd64"
@@ -154,3 +155,40 @@ def runs() -> list[ModuleRun]:
 @pytest.fixture
 def by_module(runs: list[ModuleRun]) -> dict[str, ModuleRun]:
     return {run.module: run for run in runs}
+
+
+#: A 6.12 guest's serial console as the VM backend captures it: CRLF line ends, a colour code
+#: from userspace, a NUL, the BUG() in a module's exit function and the panic it leads to.
+SERIAL_CONSOLE = (
+    "[    3.100000] kmh-agent: running rmmod bug_exit\r\n"
+    "\x1b[0;32m[  OK  ]\x1b[0m Reached target\x00 multi-user\r\n"
+    "[    3.210000] ------------[ cut here ]------------\r\n"
+    "[    3.210100] kernel BUG at /build/bug_exit/bug_exit.c:12!\r\n"
+    "[    3.210200] Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI\r\n"
+    "[    3.210300] CPU: 0 UID: 0 PID: 88 Comm: rmmod Tainted: G           OE      "
+    "6.12.9+bpo-amd64 #1  Debian 6.12.9-1~bpo12+1\r\n"
+    "[    3.210400] RIP: 0010:bug_exit_exit+0x5/0x10 [bug_exit]\r\n"
+    "[    3.210500] Call Trace:\r\n"
+    "[    3.210510]  <TASK>\r\n"
+    "[    3.210520]  ? die+0x36/0x90\r\n"
+    "[    3.210530]  __do_sys_delete_module+0x1a0/0x2f0\r\n"
+    "[    3.210540]  do_syscall_64+0x82/0x190\r\n"
+    "[    3.210550]  entry_SYSCALL_64_after_hwframe+0x76/0x7e\r\n"
+    "[    3.210560]  </TASK>\r\n"
+    "[    3.210600] ---[ end trace 0000000000000000 ]---\r\n"
+    "[    3.210700] Kernel panic - not syncing: Fatal exception\r\n"
+    "[    3.210800] ---[ end Kernel panic - not syncing: Fatal exception ]---\r\n"
+)
+
+
+@pytest.fixture
+def parsed_crash_run() -> ModuleRun:
+    """A run whose crash comes from the VM side's console parser, not built by hand."""
+    crash = primary(parse_crashes(SERIAL_CONSOLE, command="rmmod bug_exit"))
+    assert crash is not None
+    steps = [
+        *_passed("render", "build", "check", "load", "verify", "exercise"),
+        StepResult("unload", "crash", 0.2, "rmmod bug_exit crashed the kernel", SERIAL_CONSOLE, crash=crash),
+        *_skipped("unload", "the VM crashed"),
+    ]
+    return ModuleRun("bug_exit", "modules/bad/bug_exit.toml", K612, steps=steps, duration=4.0)

@@ -95,3 +95,12 @@ def test_to_json_is_plain_data(runs):
     data = to_json(runs)
     assert json.loads(json.dumps(data)) == data
     assert to_json([])["summary"]["total"] == 0
+
+
+def test_a_crash_from_the_console_parser_is_kept_whole(parsed_crash_run, tmp_path):
+    (run,) = load([parsed_crash_run], tmp_path)["runs"]
+    step = run["steps"][6]
+    assert step["crash"]["kind"] == "BUG" and step["crash"]["panicked"] is True
+    assert step["crash"]["lines"][-1] == "---[ end Kernel panic - not syncing: Fatal exception ]---"
+    assert step["evidence"].startswith("[    3.100000] kmh-agent: running rmmod bug_exit\r\n")
+    assert run["failed_step"] == "unload" and run["verdict"] == "crash"

@@ -126,3 +126,14 @@ def test_render_and_write_produce_the_same_document(runs, tmp_path):
     written = ET.tostring(parse(runs, tmp_path))
     rendered = ET.tostring(ET.fromstring(render_junit(runs).encode("utf-8")))
     assert written == rendered
+
+
+def test_a_crash_from_the_console_parser_parses_back(parsed_crash_run, tmp_path):
+    root = parse([parsed_crash_run], tmp_path)
+    unload = root.find("testsuite/testcase[@name='unload']")
+    error = unload.find("error")
+    assert error.get("type") == "BUG"
+    assert "kernel BUG at /build/bug_exit/bug_exit.c:12!" in error.text
+    assert "[  OK  ] Reached target\\x00 multi-user" in error.text  # the console tail, escaped
+    assert "Kernel panic - not syncing: Fatal exception" in unload.find("system-out").text
+    assert root.get("errors") == "1" and root.get("skipped") == "2"

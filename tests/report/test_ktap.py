@@ -171,3 +171,17 @@ def test_empty_and_written(tmp_path, runs):
     assert parse_ktap(render_ktap([])) == []
     path = write_ktap(runs, tmp_path / "out" / "run.ktap")
     assert path.read_text(encoding="utf-8") == render_ktap(runs)
+
+
+def test_a_crash_from_the_console_parser_parses_back(parsed_crash_run):
+    (test,) = parse_ktap(render_ktap([parsed_crash_run]))
+    assert (test.ok, test.directive) == (False, "ERROR")
+    unload = test.subtests[6]
+    assert (unload.name, unload.directive, unload.reason) == (
+        "unload",
+        "ERROR",
+        "rmmod bug_exit crashed the kernel",
+    )
+    assert "[    3.100000] kmh-agent: running rmmod bug_exit" in unload.diagnostics
+    assert "[  OK  ] Reached target\\x00 multi-user" in unload.diagnostics
+    assert [sub.directive for sub in test.subtests[7:]] == ["SKIP", "SKIP"]

@@ -169,3 +169,13 @@ def test_tally_counts_match_the_verdicts(runs):
 def test_timeout_without_trace_shows_the_console_tail(by_module):
     summary = render_summary([by_module["busy_loop"]])
     assert "    | [   52.100000] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [insmod:101]" in summary
+
+
+def test_a_crash_from_the_console_parser_reads_well(parsed_crash_run):
+    summary = render_summary([parsed_crash_run])
+    assert "CRASH bug_exit on 6.12.9+bpo-amd64 (modules/bad/bug_exit.toml)" in summary
+    assert "    BUG in bug_exit_exit [bug_exit]: kernel BUG at /build/bug_exit/bug_exit.c:12!" in summary
+    assert "kernel panicked; during: rmmod bug_exit" in summary
+    assert "      __do_sys_delete_module+0x1a0/0x2f0" in summary
+    assert "    | [  OK  ] Reached target\\x00 multi-user" in summary
+    assert "\r" not in summary and "\x1b" not in summary
