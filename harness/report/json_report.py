@@ -34,6 +34,7 @@ def _text(value: str) -> str:
 
 
 def crash_dict(crash: Crash) -> dict[str, Any]:
+    """Every field of the crash, plus ``summary`` and ``poisons`` so consumers need not recompute."""
     return {
         "kind": crash.kind,
         "title": _text(crash.title),
@@ -50,6 +51,7 @@ def crash_dict(crash: Crash) -> dict[str, Any]:
 
 
 def step_dict(step: StepResult) -> dict[str, Any]:
+    """One step; ``crash`` is ``null`` rather than absent when the step did not crash."""
     return {
         "name": step.name,
         "status": step.status,
@@ -61,6 +63,7 @@ def step_dict(step: StepResult) -> dict[str, Any]:
 
 
 def run_dict(run: ModuleRun) -> dict[str, Any]:
+    """One module × kernel, with its verdict and the step that decided it up front."""
     failure = run.failure
     return {
         "name": _text(run_name(run)),

@@ -71,13 +71,14 @@ class ProgressPrinter:
         color: bool | None = None,
         live: bool | None = None,
         module_width: int = 18,
-        kernel_width: int = 16,
+        kernel_width: int = 20,
     ) -> None:
         self.stream = stream
         self.total = total
         self.color = use_color(stream) if color is None else color
         #: The rewritten status line: only on a terminal, where ``\r`` means something.
         self.live = _isatty(stream) if live is None else live
+        #: Column widths; wide enough for Debian releases such as ``6.12.48+deb13-amd64``.
         self.module_width = module_width
         self.kernel_width = kernel_width
         self.done = 0

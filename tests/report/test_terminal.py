@@ -134,7 +134,7 @@ def test_progress_on_a_terminal_keeps_a_live_status_line_and_clears_it(by_module
         printer.step(run, run.steps[0])
         assert stream.getvalue() == "\r\x1b[K[0/2 done] hello_kmh on 6.1.0-26-amd64: render pass"
         printer.finished(run)
-        line = "[1/2] hello_kmh          6.1.0-26-amd64   PASS      1.8s"
+        line = "[1/2] hello_kmh          6.1.0-26-amd64       PASS      1.8s"
         assert stream.getvalue().endswith(f"\r\x1b[K{line}\n")
         printer.step(run, run.steps[1])
     assert stream.getvalue().endswith("build pass\r\x1b[K")
