@@ -1,0 +1,195 @@
+"""ModuleTree: the modules of a ``lib/modules/<release>`` directory, in depmod's order.
+
+What depmod (kmod 30) does, and this reproduces:
+
+* it walks the directory (readdir order, following symlinks, skipping ``build`` and ``source``)
+  and takes every ``.ko``, ``.ko.xz`` and ``.ko.zst`` file;
+* two files with one module name: the one under ``updates/`` wins (depmod's default search
+  order), otherwise the first one found;
+* the module list is built by walking kmod's name hash table, then stably sorted by each module's
+  line in ``modules.order`` (matched on the path without compression suffix); modules missing
+  from modules.order share one sort index, so they come last, in hash-table order; a
+  modules.order whose last line lacks its newline is ignored, as depmod ignores it.
+
+Each module's dependency facts (export names, undefined symbols, __versions names) are read with
+the fast symbol-table decoder; compressed trees are decoded by a process pool, since xz
+decompression is most of their cost.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.elf.content import strip_module_suffix
+from harness.elf.image import ElfImage
+from harness.elf.kmodhash import MODULES_BY_NAME_BUCKETS, iteration_order
+from harness.elf.symbols import SymbolTable
+from harness.elf.versions import version_names
+from harness.errors import HarnessError
+
+#: depmod's default search order: a module under updates/ overrides one elsewhere.
+PRIORITY_DIRS = ("updates",)
+_PARALLEL_MIN = 64
+
+
+@dataclass(slots=True)
+class TreeModule:
+    """One module file of a tree and the symbol facts dependencies are computed from."""
+
+    #: Normalised module name (dashes as underscores): the key depmod and modprobe use.
+    name: str
+    #: Path relative to the tree, as written in modules.dep (compression suffix kept).
+    relpath: str
+    path: Path
+    #: Exported symbol names (kmod's list: ``__ksymtab_*`` symbols, in table order).
+    exports: list[bytes] = field(default_factory=list)
+    #: (symbol, weak) for each undefined symbol, then __versions names with no undefined symbol.
+    needs: list[tuple[bytes, bool]] = field(default_factory=list)
+
+    @property
+    def uncompressed_relpath(self) -> str:
+        """The relpath as modules.order spells it (``.ko``, no compression suffix)."""
+        directory, _, base = self.relpath.rpartition("/")
+        stem = strip_module_suffix(base) or base
+        return f"{directory}/{stem}.ko" if directory else f"{stem}.ko"
+
+
+def module_facts(path: Path | str) -> tuple[list[bytes], list[tuple[bytes, bool]]]:
+    """(exports, needs) of the module file at PATH, as depmod reads them."""
+    image = ElfImage.open(path)
+    image.require_module()
+    table = SymbolTable(image)
+    undefined = table.undefined()
+    seen = {name for name, _weak in undefined}
+    needs = list(undefined)
+    for raw in version_names(image):
+        if raw not in seen:
+            seen.add(raw)
+            needs.append((raw, False))
+    return table.export_names(), needs
+
+
+class ModuleTree:
+    """The modules of one tree directory, in depmod's order, with their symbol facts."""
+
+    def __init__(self, root: Path, modules: list[TreeModule]) -> None:
+        self.root = root
+        #: In depmod's order (the order of modules.dep lines).
+        self.modules = modules
+        self.by_name = {module.name: module for module in modules}
+
+    def __iter__(self) -> Iterator[TreeModule]:
+        return iter(self.modules)
+
+    def __len__(self) -> int:
+        return len(self.modules)
+
+    def find(self, name_or_path: str) -> TreeModule:
+        """The module called NAME (dashes or underscores), or with that relative path."""
+        key = Path(name_or_path).name
+        stem = strip_module_suffix(key)
+        if stem is not None:
+            for module in self.modules:
+                if module.relpath == name_or_path:
+                    return module
+            key = stem
+        module = self.by_name.get(key.replace("-", "_"))
+        if module is None:
+            raise HarnessError(f"no module {name_or_path!r} in {self.root}")
+        return module
+
+    @classmethod
+    def scan(cls, root: Path | str, *, read_symbols: bool = True) -> ModuleTree:
+        """Find the modules under ROOT (a lib/modules/<release> directory) and read their symbols."""
+        root = Path(root)
+        if not root.is_dir():
+            raise HarnessError(f"{root}: not a directory (expected a lib/modules/<release> tree)")
+        chosen: dict[str, TreeModule] = {}
+        for relpath in _walk(root, ""):
+            base = relpath.rpartition("/")[2]
+            name = base.split(".", 1)[0].replace("-", "_")
+            previous = chosen.get(name)
+            if previous is not None and not _overrides(relpath, previous.relpath):
+                continue
+            chosen[name] = TreeModule(name, relpath, root / relpath)
+        if not chosen:
+            raise HarnessError(f"{root}: no kernel modules (.ko, .ko.xz, .ko.zst) found")
+        order = iteration_order([name.encode() for name in chosen], MODULES_BY_NAME_BUCKETS)
+        modules = [chosen[key.decode()] for key in order]
+        modules = _sort_by_modules_order(root, modules)
+        if read_symbols:
+            _read_all(modules)
+        return cls(root, modules)
+
+
+def _walk(root: Path, prefix: str) -> Iterator[str]:
+    """Relative paths of module files, in readdir order, as depmod walks the tree."""
+    try:
+        entries = list(os.scandir(root / prefix if prefix else root))
+    except OSError as error:
+        raise HarnessError(f"{root / prefix}: cannot list: {error.strerror}") from None
+    for entry in entries:
+        if entry.name in ("build", "source"):
+            continue
+        relpath = f"{prefix}{entry.name}"
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            continue
+        if is_dir:
+            yield from _walk(root, relpath + "/")
+        elif strip_module_suffix(entry.name) is not None:
+            yield relpath
+
+
+def _priority(relpath: str) -> int:
+    top = relpath.partition("/")[0]
+    return PRIORITY_DIRS.index(top) if top in PRIORITY_DIRS else -1
+
+
+def _overrides(new: str, old: str) -> bool:
+    """Whether the module file NEW replaces OLD of the same name (depmod: updates/ beats the rest)."""
+    return _priority(new) > _priority(old)
+
+
+def _sort_by_modules_order(root: Path, modules: list[TreeModule]) -> list[TreeModule]:
+    try:
+        text = (root / "modules.order").read_bytes()
+    except OSError:
+        return modules
+    if not text:
+        return modules
+    if not text.endswith(b"\n"):
+        return modules  # depmod: "corrupted line misses '\n'", and skips the sort
+    lines = text.split(b"\n")[:-1]
+    total = len(lines) + 1
+    by_uncompressed = {module.uncompressed_relpath: module for module in modules}
+    sort_index = {id(module): 1 for module in modules}
+    for number, line in enumerate(lines, start=1):
+        module = by_uncompressed.get(os.fsdecode(line))
+        if module is not None:
+            sort_index[id(module)] = number - total
+    return sorted(modules, key=lambda module: sort_index[id(module)])
+
+
+def _read_all(modules: list[TreeModule]) -> None:
+    compressed = [m for m in modules if not m.relpath.endswith(".ko")]
+    workers = min(os.cpu_count() or 1, 8)
+    if len(compressed) >= _PARALLEL_MIN and workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            chunk = max(1, len(compressed) // (workers * 8))
+            for module, facts in zip(
+                compressed,
+                pool.map(module_facts, [str(m.path) for m in compressed], chunksize=chunk),
+                strict=True,
+            ):
+                module.exports, module.needs = facts
+        remaining = [m for m in modules if m.relpath.endswith(".ko")]
+    else:
+        remaining = modules
+    for module in remaining:
+        module.exports, module.needs = module_facts(str(module.path))
