@@ -22,6 +22,9 @@ from harness.lifecycle.state import KALLSYMS_COMMAND, SNAPSHOT_COMMAND, Snapshot
 from harness.vm.backend import VMBackend
 from harness.vm.result import CommandResult
 
+# The guest's busybox sh runs its own applets before searching PATH (Debian builds it with
+# FEATURE_SH_STANDALONE), so kmod's real tools are called by absolute path.
+
 #: Seconds any bookkeeping command in the guest may take.
 QUICK = 20.0
 EVIDENCE_LINES = 40
@@ -104,7 +107,7 @@ class GuestCycle:
         for name, path in self.modules.built.items():
             self.vm.put(path, f"{extra}/{name}.ko")
         if self.spec.method == "modprobe" or self.spec.module.debian:
-            self._sh(f"depmod -a {shlex.quote(self.release)}")
+            self._sh(f"/sbin/depmod -a {shlex.quote(self.release)}")
         proc = self._sh("cat /proc/modules").stdout
         self._preloaded = frozenset(line.split(" ", 1)[0] for line in proc.splitlines() if line)
 
@@ -142,10 +145,10 @@ class GuestCycle:
         args = " ".join(shlex.quote(word) for word in self.spec.load_arguments())
         name = self.spec.module.debian or self.spec.name
         if self.spec.method == "modprobe":
-            return [(self.spec.name, f"modprobe {shlex.quote(name)} {args}".strip())]
+            return [(self.spec.name, f"/sbin/modprobe {shlex.quote(name)} {args}".strip())]
         extra = f"/lib/modules/{self.release}/extra"
-        commands = [(n, f"insmod {extra}/{n}.ko") for n in self.modules.order if n != self.spec.name]
-        commands.append((self.spec.name, f"insmod {extra}/{self.spec.name}.ko {args}".strip()))
+        commands = [(n, f"/sbin/insmod {extra}/{n}.ko") for n in self.modules.order if n != self.spec.name]
+        commands.append((self.spec.name, f"/sbin/insmod {extra}/{self.spec.name}.ko {args}".strip()))
         return commands
 
     def _load(self, step: str = "load") -> StepResult:
@@ -218,7 +221,7 @@ class GuestCycle:
     def _check_holders(self, held: str, holders: tuple[str, ...]) -> list[str]:
         """rmmod of a module others depend on must fail, and the kernel must name the holders."""
         problems = []
-        result = self._sh(f"rmmod {shlex.quote(held)}")
+        result = self._sh(f"/sbin/rmmod {shlex.quote(held)}")
         listed = set(self._sh(f"ls /sys/module/{held}/holders").stdout.split())
         if result.exit_code == 0:
             problems.append(f"rmmod {held} succeeded although {', '.join(holders)} should hold it")
@@ -253,9 +256,9 @@ class GuestCycle:
 
     def _unload_command(self) -> str:
         if self.spec.method == "modprobe":
-            return f"modprobe -r {shlex.quote(self.spec.module.debian or self.spec.name)}"
+            return f"/sbin/modprobe -r {shlex.quote(self.spec.module.debian or self.spec.name)}"
         names = [self.spec.name] + [n for n in reversed(self.modules.order) if n != self.spec.name]
-        return " && ".join(f"rmmod {shlex.quote(n)}" for n in names)
+        return " && ".join(f"/sbin/rmmod {shlex.quote(n)}" for n in names)
 
     def _unload(self, step: str = "unload") -> StepResult:
         mark = self.vm.mark()
@@ -283,6 +286,8 @@ class GuestCycle:
                 message=f"{command}: {why}; the module is still loaded",
                 evidence="\n".join(evidence),
             )
+        leftovers = self._remove_stray_dependencies() if self.spec.method == "modprobe" else []
+        note = f"; modprobe -r left {', '.join(leftovers)} loaded, removed with rmmod" if leftovers else ""
         if step == "unload":
             log = self._dmesg(mark)
             missing = [
@@ -295,7 +300,29 @@ class GuestCycle:
                     message=f"no kernel log line matched {missing[0]!r} on unload",
                     evidence=_tail(log),
                 )
-        return StepResult(step, "pass", message=f"{self.spec.name} unloaded")
+        return StepResult(step, "pass", message=f"{self.spec.name} unloaded{note}")
+
+    def _remove_stray_dependencies(self) -> list[str]:
+        """Unused modules modprobe pulled in but ``modprobe -r`` did not take out again.
+
+        kmod's ``modprobe -r`` skips a dependency that is still held at the moment it tries it
+        (usb-storage leaves usb_common and scsi_common behind); they are not the module's
+        leftovers, so they are removed here, innermost holder first, and named in the report.
+        """
+        removed: list[str] = []
+        for _round in range(8):
+            proc = self._sh("cat /proc/modules").stdout
+            stray = [
+                line.split()[0]
+                for line in proc.splitlines()
+                if line and line.split()[0] not in self._preloaded and line.split()[2] == "0"
+            ]
+            if not stray:
+                break
+            for name in stray:
+                if self._sh(f"/sbin/rmmod {shlex.quote(name)}").exit_code == 0:
+                    removed.append(name)
+        return removed
 
     def _cleanup(self) -> StepResult:
         after = self._snapshot(kallsyms=True)

@@ -82,6 +82,15 @@ class StateDiff:
         """The leftovers, one per line, the way a person would look for them."""
         lines = []
         for section, values in self.added.items():
+            if section == "kallsyms":
+                owners: dict[str, int] = {}
+                for symbol in values:
+                    owner = symbol.split()[-1]
+                    owners[owner] = owners.get(owner, 0) + 1
+                lines += [
+                    f"left behind in /proc/kallsyms: {n} symbol(s) of {o}" for o, n in sorted(owners.items())
+                ]
+                continue
             lines += [f"left behind in {_where(section)}: {value}" for value in values]
         for section, values in self.removed.items():
             lines += [f"gone from {_where(section)}: {value}" for value in values]
