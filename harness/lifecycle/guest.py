@@ -53,8 +53,8 @@ def errno_name(message: str) -> str:
     for text, name in _ERRNO_BY_MESSAGE.items():
         if message.rstrip().endswith(text):
             return name
-    match = re.search(r"\b(E[A-Z]{2,})\b", message)
-    return match.group(1) if match else ""
+    names = set(errno.errorcode.values())
+    return next((word for word in re.findall(r"\bE[A-Z0-9]+\b", message) if word in names), "")
 
 
 def explain_error(stderr: str) -> str:
