@@ -42,6 +42,10 @@ _VERBS = {
     "build": "harness.commands.build.BuildCommand",
     "templates": "harness.commands.templates.TemplatesCommand",
     "new": "harness.commands.new.NewCommand",
+    "modinfo": "harness.commands.modinfo.ModinfoCommand",
+    "inspect": "harness.commands.inspect.InspectCommand",
+    "deps": "harness.commands.deps.DepsCommand",
+    "check": "harness.commands.check.CheckCommand",
 }
 
 for _verb, _path in _VERBS.items():

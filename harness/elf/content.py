@@ -22,8 +22,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst")
 
 
-def read_content(path: Path | str) -> bytes | mmap.mmap:
-    """The uncompressed content of the module file at PATH; a user mistake raises HarnessError."""
+def read_content(path: Path | str) -> tuple[bytes | mmap.mmap, str]:
+    """(uncompressed content, compression: "" / "xz" / "zstd") of the module file at PATH.
+
+    A user mistake (missing file, directory, corrupt compressed data) raises HarnessError.
+    """
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -31,7 +34,7 @@ def read_content(path: Path | str) -> bytes | mmap.mmap:
                 head = handle.read()
                 if head.startswith(XZ_MAGIC) or head.startswith(ZSTD_MAGIC):
                     return _decompress(path, head)
-                return head
+                return head, ""
             head = handle.read(6)
             if head.startswith(XZ_MAGIC) or head.startswith(ZSTD_MAGIC):
                 handle.seek(0)
@@ -40,7 +43,7 @@ def read_content(path: Path | str) -> bytes | mmap.mmap:
                 raise HarnessError(
                     f"{path}: gzip-compressed modules are not supported (use .ko.xz or .ko.zst)"
                 )
-            return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ), ""
     except FileNotFoundError:
         raise HarnessError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -51,10 +54,10 @@ def read_content(path: Path | str) -> bytes | mmap.mmap:
         raise HarnessError(f"{path}: cannot read: {error.strerror or error}") from None
 
 
-def _decompress(path: Path | str, data: bytes) -> bytes:
+def _decompress(path: Path | str, data: bytes) -> tuple[bytes, str]:
     if data.startswith(XZ_MAGIC):
         try:
-            return lzma.decompress(data, format=lzma.FORMAT_XZ)
+            return lzma.decompress(data, format=lzma.FORMAT_XZ), "xz"
         except (lzma.LZMAError, EOFError) as error:
             raise HarnessError(f"{path}: corrupt xz data: {error}") from None
     try:
@@ -64,7 +67,7 @@ def _decompress(path: Path | str, data: bytes) -> bytes:
             f"{path}: is zstd-compressed; install the 'zstandard' package (pip install kmod-harness[zst])"
         ) from None
     try:
-        return zstandard.ZstdDecompressor().stream_reader(data).read()
+        return zstandard.ZstdDecompressor().stream_reader(data).read(), "zstd"
     except zstandard.ZstdError as error:
         raise HarnessError(f"{path}: corrupt zstd data: {error}") from None
 

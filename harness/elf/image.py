@@ -72,11 +72,13 @@ class Section:
 class ElfImage:
     """A validated x86-64 relocatable ELF object (a kernel module) held in memory."""
 
-    def __init__(self, path: Path | str, data: bytes | mmap.mmap) -> None:
+    def __init__(self, path: Path | str, data: bytes | mmap.mmap, compression: str = "") -> None:
         #: The file the image was read from (as given, for messages).
         self.path = path
         #: The whole uncompressed file (an mmap for plain files).
         self.data = data
+        #: How the file is compressed on disk: "", "xz" or "zstd".
+        self.compression = compression
         self._by_name: dict[bytes, int] = {}
         self._read_header()
         self._read_sections()
@@ -84,7 +86,8 @@ class ElfImage:
     @classmethod
     def open(cls, path: Path | str) -> ElfImage:
         """Read and validate the module at PATH (plain, .xz or .zst)."""
-        return cls(path, read_content(path))
+        data, compression = read_content(path)
+        return cls(path, data, compression)
 
     # -- lookups -------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ class KernelModule:
     def __init__(self, image: ElfImage) -> None:
         image.require_module()
         self.image = image
-        self.path = image.path
+        self.path = Path(image.path)
 
     @cached_property
     def raw_modinfo(self) -> list[tuple[bytes, bytes]]:
@@ -73,13 +73,8 @@ class KernelModule:
             sections=tuple(SectionInfo(s.name, s.type_name, s.size) for s in image.sections[1:]),
             signature=self.signature,
             size=len(image.data),
-            compression=_compression(self.path),
+            compression=image.compression,
         )
-
-
-def _compression(path: Path) -> str:
-    suffix = path.suffix
-    return {".xz": "xz", ".zst": "zstd"}.get(suffix, "")
 
 
 def open_module(path: Path | str) -> KernelModule:

@@ -122,7 +122,7 @@ class ModuleTree:
         modules = [chosen[key.decode()] for key in order]
         modules = _sort_by_modules_order(root, modules)
         if read_symbols:
-            _read_all(modules)
+            read_symbols_of(modules)
         return cls(root, modules)
 
 
@@ -176,7 +176,8 @@ def _sort_by_modules_order(root: Path, modules: list[TreeModule]) -> list[TreeMo
     return sorted(modules, key=lambda module: sort_index[id(module)])
 
 
-def _read_all(modules: list[TreeModule]) -> None:
+def read_symbols_of(modules: list[TreeModule]) -> None:
+    """Fill in exports and needs of MODULES (a process pool decodes compressed files)."""
     compressed = [m for m in modules if not m.relpath.endswith(".ko")]
     workers = min(os.cpu_count() or 1, 8)
     if len(compressed) >= _PARALLEL_MIN and workers > 1:

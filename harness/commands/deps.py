@@ -1,0 +1,43 @@
+"""``kmh deps DIR [--symbols | --graph MODULE]``: depmod's modules.dep / modules.symbols, or one
+module's dependency tree.
+
+DIR is a module tree (``lib/modules/<release>``). The text is byte-identical to what
+``depmod -n`` writes for that tree; a dependency cycle is an error naming the cycle.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from plumbum import cli
+
+
+class DepsCommand(cli.Application):
+    """Print modules.dep for a module tree (as depmod -n does), or modules.symbols, or a module's
+    dependency tree."""
+
+    symbols = cli.Flag("--symbols", help="print modules.symbols instead of modules.dep")
+    graph = cli.SwitchAttr(
+        "--graph",
+        str,
+        default=None,
+        help="show MODULE's dependency tree and load order",
+        excludes=["--symbols"],
+    )
+
+    def main(self, directory: str) -> int:
+        from harness.elf.depgraph import dependency_graph
+
+        graph = dependency_graph(directory)
+        if self.graph is not None:
+            module = graph.tree.find(self.graph)
+            print(graph.tree_text(module))
+            print()
+            print("load order:")
+            for item in graph.load_order(module):
+                print(f"  {item.relpath}")
+            return 0
+        out = sys.stdout.buffer
+        out.write(graph.modules_symbols() if self.symbols else graph.modules_dep())
+        out.flush()
+        return 0

@@ -1,0 +1,254 @@
+"""check_loadable: will this .ko load on that kernel target, and if not, why — before booting.
+
+It applies the kernel's own load-time rules (kernel/module/main.c and version.c) to facts read
+from files, without a VM:
+
+* vermagic: compared like ``same_magic()``: when both sides use modversions only the part after
+  the release string must match (CRCs decide the rest), otherwise the whole string;
+* symbol versions: each needed symbol's CRC in ``__versions`` must equal the exporter's, and
+  ``module_layout`` is always checked; a module without ``__versions`` on a modversions kernel is
+  refused unless the kernel allows forced loads;
+* every non-weak undefined symbol must be exported by vmlinux (Module.symvers), by a module of the
+  target's tree, or by a ``--with`` module;
+* GPL-only exports are unavailable to modules whose license is not GPL-compatible;
+* a namespaced export needs ``MODULE_IMPORT_NS`` of that namespace;
+* unsigned modules are refused when the kernel enforces signatures.
+
+The providers found give the modules to load first, in modprobe's order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.elf.depgraph import DependencyGraph
+from harness.elf.model import ExportedSymbol, ModuleInfo
+from harness.elf.module import open_module
+from harness.elf.symvers import VMLINUX, read_symvers
+from harness.elf.tree import ModuleTree, TreeModule, module_facts
+from harness.elf.treecache import cached_tree
+from harness.errors import HarnessError
+from harness.kernels.target import KernelTarget
+
+MODULE_LAYOUT = "module_layout"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One reason the module would be refused."""
+
+    #: vermagic | no-versions | unknown-symbol | crc | gpl-only | namespace | unsigned
+    kind: str
+    message: str
+    symbol: str = ""
+
+
+@dataclass(frozen=True)
+class LoadCheck:
+    """The verdict for one module on one kernel target."""
+
+    module: ModuleInfo
+    kernel: str
+    reasons: tuple[Reason, ...]
+    #: Modules to insert before this one, in order (absolute paths).
+    load_first: tuple[Path, ...]
+    #: Facts worth knowing that do not stop the load (weak symbols left unresolved, ...).
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def loadable(self) -> bool:
+        return not self.reasons
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "module": str(self.module.path),
+            "name": self.module.name,
+            "kernel": self.kernel,
+            "loadable": self.loadable,
+            "reasons": [{"kind": r.kind, "symbol": r.symbol, "message": r.message} for r in self.reasons],
+            "load_first": [str(path) for path in self.load_first],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Provider:
+    """Who exports a symbol the module needs, and how."""
+
+    owner: str  # "vmlinux" or a module name
+    crc: int | None
+    gpl_only: bool
+    namespace: str
+
+
+def kernel_config(kernel: KernelTarget) -> dict[str, str]:
+    """CONFIG_* values of the target (empty when its config file is missing)."""
+    values: dict[str, str] = {}
+    try:
+        text = kernel.config.read_text(errors="replace")
+    except OSError:
+        return values
+    for line in text.splitlines():
+        if line.startswith("CONFIG_"):
+            key, _, value = line.partition("=")
+            values[key] = value
+    return values
+
+
+def same_magic(module_magic: str, kernel_magic: str, has_crcs: bool) -> bool:
+    """The kernel's vermagic comparison: the release part is skipped when CRCs are checked."""
+    if has_crcs:
+        module_magic = module_magic[len(module_magic.split(" ", 1)[0]) :]
+        kernel_magic = kernel_magic[len(kernel_magic.split(" ", 1)[0]) :]
+    return module_magic == kernel_magic
+
+
+def target_vermagic(tree: ModuleTree) -> str:
+    """The vermagic the target's kernel expects: the one its own modules carry."""
+    for module in tree.modules[:5]:
+        magic = _vermagic_of(module.path)
+        if magic:
+            return magic
+    raise HarnessError(f"{tree.root}: cannot tell the kernel's vermagic (no module carries one)")
+
+
+def _vermagic_of(path: Path) -> str | None:
+    for key, value in open_module(path).raw_modinfo:
+        if key == b"vermagic":
+            return value.decode("utf-8", "surrogateescape")
+    return None
+
+
+def check_loadable(
+    ko_path: Path | str, kernel: KernelTarget, extra_dirs: Sequence[Path | str] = ()
+) -> LoadCheck:
+    """Whether the module at KO_PATH can load on KERNEL, given the target's tree and EXTRA_DIRS."""
+    module = open_module(ko_path)
+    info = module.info()
+    config = kernel_config(kernel)
+    target_tree = cached_tree(kernel.modules_dir)
+    graph, me = _combined_graph(Path(ko_path), info.name, target_tree, extra_dirs)
+    symvers = read_symvers(kernel.symvers)
+    kernel_magic = target_vermagic(target_tree)
+
+    reasons: list[Reason] = []
+    notes: list[str] = []
+    has_versions = module.image.has("__versions")
+    kernel_modversions = config.get("CONFIG_MODVERSIONS") == "y" or " modversions " in f"{kernel_magic} "
+    magic = info.vermagic or ""
+    if not same_magic(magic, kernel_magic, has_versions and kernel_modversions):
+        reasons.append(
+            Reason(
+                "vermagic",
+                f"vermagic {magic.strip()!r} does not match the kernel's {kernel_magic.strip()!r}",
+            )
+        )
+    elif magic != kernel_magic:
+        notes.append(
+            f"built for {magic.split(' ', 1)[0]}, target is {kernel_magic.split(' ', 1)[0]}: "
+            "accepted only if every symbol CRC matches"
+        )
+    if kernel_modversions and not has_versions:
+        if config.get("CONFIG_MODULE_FORCE_LOAD") == "y":
+            notes.append("no __versions table: the kernel loads it forced, and taints itself")
+        else:
+            reasons.append(
+                Reason(
+                    "no-versions",
+                    "no symbol versions (__versions): the kernel checks CRCs and refuses the module",
+                )
+            )
+    if config.get("CONFIG_MODULE_SIG_FORCE") == "y" and info.signature is None:
+        reasons.append(Reason("unsigned", "module is not signed and the kernel only loads signed modules"))
+
+    providers = _providers(graph, me, symvers)
+    imported = set(info.imported_namespaces)
+    allow_missing_ns = config.get("CONFIG_MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS") == "y"
+    needed = [(symbol.name, symbol.weak, symbol.crc) for symbol in info.undefined]
+    layout = next((entry for entry in info.versions if entry.name == MODULE_LAYOUT), None)
+    if kernel_modversions and has_versions:
+        needed.append((MODULE_LAYOUT, False, layout.crc if layout else None))
+    for name, weak, crc in needed:
+        provider = providers.get(name)
+        if provider is None:
+            if weak:
+                notes.append(f"weak symbol {name} is not exported by anyone: it stays NULL")
+            else:
+                reasons.append(Reason("unknown-symbol", f"unknown symbol {name}", name))
+            continue
+        if provider.gpl_only and not info.gpl_compatible:
+            license_text = info.license if info.license is not None else "(none)"
+            reasons.append(
+                Reason(
+                    "gpl-only",
+                    f"uses GPL-only symbol {name} (from {provider.owner}) "
+                    f"but its license {license_text!r} is not GPL-compatible",
+                    name,
+                )
+            )
+        if provider.namespace and provider.namespace not in imported:
+            message = (
+                f"uses symbol {name} from namespace {provider.namespace} "
+                f"without MODULE_IMPORT_NS({provider.namespace})"
+            )
+            if allow_missing_ns:
+                notes.append(message)
+            else:
+                reasons.append(Reason("namespace", message, name))
+        if kernel_modversions and has_versions and provider.crc is not None:
+            if crc is None:
+                notes.append(f"no symbol version for {name}: the kernel warns and links it anyway")
+            elif crc != provider.crc:
+                reasons.append(
+                    Reason(
+                        "crc",
+                        f"disagrees about version of symbol {name} "
+                        f"(module {crc:#010x}, kernel {provider.crc:#010x} from {provider.owner})",
+                        name,
+                    )
+                )
+    load_first = tuple(m.path.resolve() for m in graph.load_order(me)[:-1])
+    return LoadCheck(info, kernel.release, tuple(reasons), load_first, tuple(notes))
+
+
+def _combined_graph(
+    ko_path: Path, name: str, target: ModuleTree, extra_dirs: Sequence[Path | str]
+) -> tuple[DependencyGraph, TreeModule]:
+    """One graph over the target's modules, the --with modules (which override same-named target
+    modules, like updates/) and the checked module itself, listed last so its exports win."""
+    modules: dict[str, TreeModule] = {m.name: m for m in target.modules}
+    for directory in extra_dirs:
+        for extra in ModuleTree.scan(directory).modules:
+            modules.pop(extra.name, None)
+            modules[extra.name] = extra
+    me = TreeModule(name, os.fspath(ko_path), ko_path)
+    me.exports, me.needs = module_facts(ko_path)
+    modules.pop(name, None)
+    modules[name] = me
+    return DependencyGraph(ModuleTree(target.root, list(modules.values()))), me
+
+
+def _providers(graph: DependencyGraph, me: TreeModule, symvers: dict) -> dict[str, _Provider]:
+    """Symbol -> provider for every symbol the checked module needs (modules before vmlinux)."""
+    providers: dict[str, _Provider] = {}
+    export_details: dict[str, dict[str, ExportedSymbol]] = {}
+    for raw, _weak in me.needs:
+        name = raw.decode("utf-8", "surrogateescape")
+        owner = graph.owner.get(raw)
+        if owner is not None and owner is not me:
+            details = export_details.get(owner.name)
+            if details is None:
+                details = {e.name: e for e in open_module(owner.path).symbols.exports()}
+                export_details[owner.name] = details
+            export = details.get(name)
+            if export is not None:
+                providers[name] = _Provider(owner.name, export.crc, export.gpl_only, export.namespace)
+                continue
+        entry = symvers.get(name)
+        if entry is not None and entry.module == VMLINUX:
+            providers[name] = _Provider(VMLINUX, entry.crc, entry.gpl_only, entry.namespace)
+    return providers
