@@ -128,8 +128,6 @@ def main(argv: list[str]) -> int:
         return 0
     if job == "demo":
         command = [str(bin_dir / "kmh"), "run", "modules/hello.toml", *argv[1:]]
-        if not (REPO / "modules" / "hello.toml").exists():  # before the lifecycle stage lands
-            command = [str(bin_dir / "kmh"), "new", "hello", "hello_kmh", "-o", "/tmp/hello_kmh", "--force"]
         return subprocess.run(command).returncode
     ruff = subprocess.run([str(bin_dir / "ruff"), "check", "harness", "tests", "bench"])
     if ruff.returncode != 0:
