@@ -31,6 +31,7 @@ class RunCommand(cli.Application):
     ktap = cli.SwitchAttr("--ktap", str, help="write a KTAP report to this file")
     json = cli.SwitchAttr("--json", str, help="write a JSON report to this file")
     werror = cli.Flag("--werror", help="treat compiler warnings as errors")
+    isolate = cli.Flag("--isolate", help="boot a fresh VM for every module (default: share boots)")
     dry_run = cli.Flag("--dry-run", help="print the plan (module x kernel) and stop")
 
     def main(self, *targets: str) -> int:

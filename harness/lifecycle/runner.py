@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.build import BuildResult, build_modules
+from harness.elf.check import check_loadable
 from harness.errors import HarnessError
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
@@ -92,12 +93,15 @@ class Runner:
         *,
         jobs: int = 1,
         werror: bool = False,
+        isolate: bool = False,
         vm_factory: Callable[[KernelTarget, tuple[str, ...]], object] | None = None,
         on_step: StepCallback | None = None,
         on_finished: RunCallback | None = None,
     ) -> None:
         self.jobs = max(1, jobs)
         self.werror = werror
+        #: A fresh VM for every module instead of sharing boots between modules that behave.
+        self.isolate = isolate
         self.vm_factory = vm_factory or _qemu_vm
         self.on_step = on_step
         self.on_finished = on_finished
@@ -213,8 +217,6 @@ class Runner:
         """Host-side load-ability check; returns what to install in the guest, or None to stop."""
         if _finished(item):
             return None
-        from harness.elf import check_loadable
-
         started = time.monotonic()
         modules = GuestModules()
         for definition in (*item.spec.companions, item.spec.module):
@@ -228,21 +230,23 @@ class Runner:
             self._step(item, StepResult("check", "skip", 0.0, "a module of the kernel's own tree"))
             return modules
         target = modules.built[item.spec.name]
-        companions = [path for name, path in modules.built.items() if name != item.spec.name]
+        companions = [path.parent for name, path in modules.built.items() if name != item.spec.name]
         try:
-            verdict = check_loadable(target, item.kernel, extra_modules=companions)
+            verdict = check_loadable(target, item.kernel, extra_dirs=companions)
         except HarnessError as error:
             self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
             self._finish(item)
             return None
         elapsed = time.monotonic() - started
         if not verdict.loadable:
-            reasons = [str(reason) for reason in verdict.reasons]
+            reasons = [reason.message for reason in verdict.reasons]
             message = f"cannot load on {item.kernel.release}: {reasons[0]}"
-            self._step(item, StepResult("check", "fail", elapsed, message, "\n".join(reasons)))
+            evidence = "\n".join([*reasons, *verdict.notes])
+            self._step(item, StepResult("check", "fail", elapsed, message, evidence))
             self._finish(item)
             return None
-        needs = f"; loads after {', '.join(verdict.load_order)}" if verdict.load_order else ""
+        first = [path.name for path in verdict.load_first]
+        needs = f"; loads after {', '.join(first)}" if first else ""
         self._step(item, StepResult("check", "pass", elapsed, f"loadable on {item.kernel.release}{needs}"))
         return modules
 
@@ -278,7 +282,7 @@ class Runner:
                         vm, item.spec, item.run, modules, kernel.release, on_step=self._guest_step
                     )
                     cycle.execute()
-                    if not cycle.reusable or vm.poisoned:
+                    if self.isolate or not cycle.reusable or vm.poisoned:
                         vm.close()
                         vm = None
                 except HarnessError as error:
