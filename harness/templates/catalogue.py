@@ -181,6 +181,12 @@ _TEMPLATES: tuple[Template, ...] = (
                 "none",
                 choices=LEAKS,
             ),
+            BoolParam(
+                "inject_failures",
+                "add the load parameter fail_at=N (1..5) that makes init step N fail, to exercise "
+                "every unwinding path",
+                False,
+            ),
         ),
         checks=(_message_fits,),
     ),

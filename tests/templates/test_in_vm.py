@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.kbuild]
 MODULES = {
     "v_hello": ("hello", {"greeting": 'say "hi" 100%'}),
     "v_params": ("params", {}),
-    "v_chardev": ("chardev", {"message": "initial\n", "mode": "0640"}),
+    "v_chardev": ("chardev", {"message": "initial\n", "mode": "0640", "inject_failures": True}),
     "v_misc": ("misc", {"message": "misc says hi\n"}),
     "v_procfs": ("procfs", {}),
     "v_exp": ("exporter", {"value": -3}),
@@ -92,6 +92,23 @@ def test_chardev_round_trip_and_clean_unload(guest: VM) -> None:
     assert " v_chardev" not in sh(guest, "cat /proc/devices")
     assert "v_chardev" not in sh(guest, "ls /sys/class /dev")
     sh(guest, "insmod /tmp/v_chardev.ko && rmmod v_chardev")  # nothing survived the unload
+
+
+KERNEL_STATE = "cat /proc/devices; ls /sys/class /dev; grep -c . /proc/kallsyms"
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 4, 5])
+def test_chardev_init_unwinds_every_failure(guest: VM, step: int) -> None:
+    before = sh(guest, KERNEL_STATE)
+    mark = guest.mark()
+    result = guest.run(f"insmod /tmp/v_chardev.ko fail_at={step}")
+    assert result.exit_code != 0
+    expected = "Cannot allocate memory" if step == 1 else "Input/output error"
+    assert expected in result.stderr
+    assert f"injected failure at init step {step}" in dmesg_of(guest, mark, "v_chardev")
+    # Exactly what init did was undone: no region, class, node or module left.
+    assert sh(guest, KERNEL_STATE) == before
+    sh(guest, "insmod /tmp/v_chardev.ko && rmmod v_chardev")
 
 
 def test_misc_device(guest: VM) -> None:

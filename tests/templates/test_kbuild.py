@@ -79,7 +79,13 @@ CASES = [
     Case(
         "t_chardev_big",
         "chardev",
-        {"buffer_size": 1 << 20, "message": HOSTILE, "leak": "chrdev-region", "license": "GPL v2"},
+        {
+            "buffer_size": 1 << 20,
+            "message": HOSTILE,
+            "leak": "chrdev-region",
+            "license": "GPL v2",
+            "inject_failures": True,
+        },
     ),
     Case("t_misc", "misc", {}),
     Case("t_misc_edge", "misc", {"device_name": "edge_misc", "message": "", "mode": "0400"}),

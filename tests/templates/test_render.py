@@ -153,12 +153,23 @@ def test_makefile_builds_with_plain_make_against_the_running_kernel_by_default()
 
 def test_kernel_api_differences_are_in_the_c() -> None:
     c = render("chardev", "m").files["m.c"]
-    new_api = (
-        "#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)\n\tkmh_class = class_create(KMH_DEVICE_NAME);"
+    assert "#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)\n\treturn class_create(KMH_DEVICE_NAME);" in c
+    assert "#else\n\treturn class_create(THIS_MODULE, KMH_DEVICE_NAME);" in c
+    assert (
+        "#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)\nstatic char *kmh_devnode(const struct device" in c
     )
-    assert new_api in c
-    assert "class_create(THIS_MODULE, KMH_DEVICE_NAME)" in c
-    assert "static char *kmh_devnode(const struct device *dev, umode_t *mode)" in c
+
+
+def test_failure_injection_is_opt_in() -> None:
+    plain = render("chardev", "m").files["m.c"]
+    injected = render("chardev", "m", {"inject_failures": "true"}).files["m.c"]
+    assert (
+        "module_param(fail_at" not in plain
+        and "static inline bool kmh_fail(int step)\n{\n\treturn false;" in plain
+    )
+    assert "module_param(fail_at, int, 0444);" in injected
+    for step in range(1, 6):
+        assert f"kmh_fail({step})" in plain and f"kmh_fail({step})" in injected
 
 
 def test_module_name_defaults_follow_the_module() -> None:
