@@ -167,7 +167,7 @@ def batch(kernel: KernelTarget, tmp_path_factory: pytest.TempPathFactory) -> Bat
 
 def test_the_batch_builds_warning_free(batch: Batch) -> None:
     assert batch.code == 0, batch.output[-4000:]
-    assert "warning:" not in batch.output
+    assert "warning" not in batch.output.lower(), batch.output  # modpost warns in capitals
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
