@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.errors import HarnessError
 from harness.templates import catalogue, check_module_name, get_template, parse_assignments, render
@@ -184,3 +186,24 @@ def test_assignments() -> None:
 def test_bad_assignments(items: list[str], fragment: str) -> None:
     with pytest.raises(HarnessError, match=fragment):
         parse_assignments(items)
+
+
+# -- no input ends in anything but a rendered module or a HarnessError ------------------------------
+
+_ALL_PARAMS = sorted({(t.name, p.name) for t in catalogue() for p in t.params})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    target=st.sampled_from(_ALL_PARAMS),
+    value=st.one_of(st.text(max_size=80), st.integers(), st.booleans(), st.lists(st.integers(), max_size=5)),
+    name=st.one_of(st.just("mod"), st.text(max_size=70)),
+)
+def test_any_input_renders_or_is_refused_cleanly(target: tuple[str, str], value: object, name: str) -> None:
+    template, param = target
+    try:
+        source = render(template, name, {param: value})
+    except HarnessError as error:
+        assert error.message and "\n" not in error.message  # one line on the terminal
+        return
+    assert source.name == name
