@@ -89,7 +89,7 @@ class Signature:
     hash_algo: str
     #: The signature itself, raw bytes.
     signature: bytes
-    #: The public key algorithm named in the trailer (``RSA`` for PKCS#7 trailers).
+    #: The public key algorithm: ``RSA`` or ``ECDSA`` (6.12 Debian kernels sign with P-384).
     algo: str = ""
     #: Size of the whole appended blob (PKCS#7 + trailer + magic), for section-size accounting.
     appended_size: int = 0

@@ -69,7 +69,7 @@ def read_signature(data: bytes) -> Signature | None:
 
 def _pkcs7(blob: bytes, appended: int) -> Signature | None:
     try:
-        signer, serial, digest, encrypted = _signer_info(blob)
+        signer, serial, digest, key_algo, encrypted = _signer_info(blob)
     except (DerError, IndexError, StopIteration):
         return None
     hash_algo = _DIGEST_OIDS.get(digest)
@@ -81,13 +81,21 @@ def _pkcs7(blob: bytes, appended: int) -> Signature | None:
         key_id=serial,
         hash_algo=hash_algo,
         signature=encrypted,
-        algo="RSA",
+        algo=key_algo,
         appended_size=appended,
     )
 
 
-def _signer_info(blob: bytes) -> tuple[str, bytes, str, bytes]:
-    """(issuer CN, serial, digest OID, encrypted digest) of the first SignerInfo."""
+def _key_algorithm(oid: str) -> str:
+    if oid.startswith("1.2.840.113549.1.1."):
+        return "RSA"
+    if oid.startswith("1.2.840.10045."):
+        return "ECDSA"
+    return oid
+
+
+def _signer_info(blob: bytes) -> tuple[str, bytes, str, str, bytes]:
+    """(issuer CN, serial, digest OID, key algorithm, encrypted digest) of the first SignerInfo."""
     content_info, _ = parse_one(blob)
     outer = content_info.expect(SEQUENCE).children()
     if decode_oid(outer[0].expect(OID).value) != _SIGNED_DATA:
@@ -99,8 +107,10 @@ def _signer_info(blob: bytes) -> tuple[str, bytes, str, bytes]:
     issuer = _common_name(issuer_and_serial[0].expect(SEQUENCE))
     serial = issuer_and_serial[1].expect(INTEGER).value.lstrip(b"\0")
     digest = decode_oid(info[2].expect(SEQUENCE).children()[0].expect(OID).value)
-    encrypted = next(node for node in info[3:] if node.tag == OCTET_STRING).value
-    return issuer, serial, digest, encrypted
+    rest = [node for node in info[3:] if node.tag != 0xA0]  # skip [0] authenticatedAttributes
+    key_algo = _key_algorithm(decode_oid(rest[0].expect(SEQUENCE).children()[0].expect(OID).value))
+    encrypted = next(node for node in rest if node.tag == OCTET_STRING).value
+    return issuer, serial, digest, key_algo, encrypted
 
 
 def _common_name(name: Node) -> str:
