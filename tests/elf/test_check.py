@@ -1,0 +1,126 @@
+"""``kmh check`` / check_loadable verdicts on real modules built against the 6.1 target.
+
+Each bad case is a module with exactly one defect, so each test can insist on the one reason it
+expects (and no other): a rendered module on the wrong kernel, a proprietary module using a
+GPL-only export, a deliberately missing symbol, a namespace not imported, a symbol only a
+``--with`` module provides.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from elf_helpers import run_kmh
+
+from harness.elf import check_loadable
+from harness.kernels.target import KernelTarget
+
+
+def kinds(result) -> set[str]:
+    return {reason.kind for reason in result.reasons}
+
+
+def test_rendered_module_loads_on_its_own_kernel(rendered_hello_61: Path, kernel_61: KernelTarget) -> None:
+    result = check_loadable(rendered_hello_61, kernel_61)
+    assert result.loadable and result.reasons == ()
+    assert result.load_first == ()
+    cli = run_kmh("check", str(rendered_hello_61), "--kernel", "bookworm")
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.stdout.decode().splitlines()[0] == f"{rendered_hello_61}: loadable on {kernel_61.release}"
+
+
+def test_rendered_module_built_for_61_does_not_load_on_612(
+    rendered_hello_61: Path, kernel_612: KernelTarget
+) -> None:
+    result = check_loadable(rendered_hello_61, kernel_612)
+    assert not result.loadable
+    assert kinds(result) == {"crc"}
+    symbols = {reason.symbol for reason in result.reasons}
+    assert {"module_layout", "_printk"} <= symbols
+    assert any("built for 6.1.0-56-amd64" in note for note in result.notes)
+    cli = run_kmh("check", str(rendered_hello_61), "--kernel", "bookworm-backports")
+    assert cli.returncode == 1
+    lines = cli.stdout.decode().splitlines()
+    assert lines[0] == f"{rendered_hello_61}: NOT loadable on {kernel_612.release}"
+    assert "  crc: disagrees about version of symbol module_layout" in "\n".join(lines)
+
+
+def test_proprietary_module_using_gpl_only_export(
+    fixtures_61: dict[str, Path], kernel_61: KernelTarget
+) -> None:
+    result = check_loadable(fixtures_61["kmh_gplonly"], kernel_61)
+    assert kinds(result) == {"gpl-only"}
+    (reason,) = result.reasons
+    assert reason.symbol == "ktime_get"
+    assert "'Proprietary' is not GPL-compatible" in reason.message
+
+
+def test_missing_symbol(fixtures_61: dict[str, Path], kernel_61: KernelTarget) -> None:
+    result = check_loadable(fixtures_61["kmh_missing"], kernel_61)
+    assert [(r.kind, r.symbol) for r in result.reasons] == [("unknown-symbol", "kmh_no_such_symbol")]
+    cli = run_kmh("check", str(fixtures_61["kmh_missing"]), "-k", kernel_61.release)
+    assert cli.returncode == 1
+    assert "  unknown-symbol: unknown symbol kmh_no_such_symbol" in cli.stdout.decode().splitlines()
+
+
+def test_namespace_not_imported_and_load_order(fixtures_61: dict[str, Path], kernel_61: KernelTarget) -> None:
+    result = check_loadable(fixtures_61["kmh_nsimport"], kernel_61)
+    assert [(r.kind, r.symbol) for r in result.reasons] == [("namespace", "usb_stor_sense_invalidCDB")]
+    assert "MODULE_IMPORT_NS(USB_STORAGE)" in result.reasons[0].message
+    names = [path.name for path in result.load_first]
+    assert names == ["usb-common.ko", "usbcore.ko", "scsi_common.ko", "scsi_mod.ko", "usb-storage.ko"]
+    assert all(path.is_file() for path in result.load_first)
+
+
+def test_symbol_from_a_with_directory(
+    fixtures_61: dict[str, Path], kernel_61: KernelTarget, tmp_path: Path
+) -> None:
+    consumer = fixtures_61["kmh_consumer"]
+    alone = check_loadable(consumer, kernel_61)
+    assert [(r.kind, r.symbol) for r in alone.reasons] == [("unknown-symbol", "kmh_provider_value")]
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    shutil.copyfile(fixtures_61["kmh_provider"], extra / "kmh_provider.ko")
+    helped = check_loadable(consumer, kernel_61, [extra])
+    assert helped.loadable
+    assert helped.load_first == ((extra / "kmh_provider.ko").resolve(),)
+    cli = run_kmh("check", str(consumer), "--kernel", "bookworm", "--with", str(extra), "--json")
+    assert cli.returncode == 0
+    data = json.loads(cli.stdout)
+    assert data["loadable"] is True and data["load_first"] == [str((extra / "kmh_provider.ko").resolve())]
+
+
+def test_json_verdict_lists_reasons(fixtures_61: dict[str, Path]) -> None:
+    cli = run_kmh("check", str(fixtures_61["kmh_gplonly"]), "--json")
+    assert cli.returncode == 1
+    data = json.loads(cli.stdout)
+    assert data["loadable"] is False and data["kernel"].startswith("6.1.")
+    assert [reason["kind"] for reason in data["reasons"]] == ["gpl-only"]
+
+
+def test_in_tree_module_loads_on_its_kernel_with_its_dependencies(kernel: KernelTarget) -> None:
+    path = next(kernel.modules_dir.rglob("uas.ko*"))
+    result = check_loadable(path, kernel)
+    assert result.loadable, result.reasons
+    assert [p.name.split(".ko")[0] for p in result.load_first] == [
+        "usb-common",
+        "usbcore",
+        "scsi_common",
+        "scsi_mod",
+        "usb-storage",
+    ]
+
+
+def test_unusable_input_exits_2(tmp_path: Path, fixtures_61: dict[str, Path]) -> None:
+    bogus = tmp_path / "bogus.ko"
+    bogus.write_bytes(b"\x7fELF" + b"\0" * 100)
+    for args in (
+        [str(bogus)],
+        [str(tmp_path / "absent.ko")],
+        [str(fixtures_61["kmh_consumer"]), "--kernel", "no-such-kernel"],
+    ):
+        cli = run_kmh("check", *args)
+        assert cli.returncode == 2, args
+        assert len(cli.stderr.decode().splitlines()) == 1 and b"Traceback" not in cli.stderr
