@@ -51,6 +51,7 @@ class GuestCycle:
         modules: GuestModules,
         release: str,
         on_step: Callable[[ModuleRun, StepResult], None] | None = None,
+        known_state: Snapshot | None = None,
     ) -> None:
         self.vm = vm
         self.spec = spec
@@ -62,7 +63,11 @@ class GuestCycle:
         self.reusable = True
         self._preloaded: frozenset[str] = frozenset()
         self._stop = False
-        self._before = Snapshot()
+        #: The state the VM is known to be in (the previous module's clean "after"), if any.
+        self._before = known_state or Snapshot()
+        self._known_state = known_state is not None
+        #: The state after a clean unload, which the next module in this VM can start from.
+        self.clean_state: Snapshot | None = None
         self._load_mark = 0
 
     # -- driver ------------------------------------------------------------------------------
@@ -77,7 +82,8 @@ class GuestCycle:
             ("reload", self._reload),
         ]
         self._install()
-        self._before = self._snapshot()
+        if not self._known_state:
+            self._before = self._snapshot()
         for name, action in steps:
             if self.vm.poisoned or self._stop:
                 self._record(StepResult(name, "skip", message="skipped: an earlier step failed"))
@@ -327,6 +333,8 @@ class GuestCycle:
     def _cleanup(self) -> StepResult:
         after = self._snapshot(kallsyms=True)
         changes = diff(self._before, after)
+        if changes.clean:
+            self.clean_state = after
         if not changes.clean:
             self.reusable = False
             text = changes.describe()

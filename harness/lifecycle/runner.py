@@ -28,6 +28,7 @@ from harness.kernels.target import KernelTarget
 from harness.lifecycle.cycle import GuestCycle, GuestModules
 from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.spec import ModuleDef, ModuleSpec
+from harness.lifecycle.state import Snapshot
 from harness.templates import write_module
 
 DEFAULT_KERNEL = "bookworm"
@@ -268,6 +269,7 @@ class Runner:
 
     def _worker(self, kernel: KernelTarget, debian: tuple[str, ...], pending: queue.Queue) -> None:
         vm = None
+        known_state: Snapshot | None = None
         try:
             while True:
                 try:
@@ -279,17 +281,20 @@ class Runner:
                     if vm is None:
                         vm = self._take_prewarmed(kernel) or self.vm_factory(kernel, debian)
                     cycle = GuestCycle(
-                        vm, item.spec, item.run, modules, kernel.release, on_step=self._guest_step
+                        vm, item.spec, item.run, modules, kernel.release, self._guest_step, known_state
                     )
                     cycle.execute()
+                    known_state = cycle.clean_state
                     if self.isolate or not cycle.reusable or vm.poisoned:
                         vm.close()
                         vm = None
+                        known_state = None
                 except HarnessError as error:
                     self._step(item, StepResult("load", "fail", time.monotonic() - started, error.message))
                     if vm is not None:
                         vm.close()
                         vm = None
+                    known_state = None
                 self._finish(item)
         finally:
             if vm is not None:
