@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.templates import check_module_name, get_template
+from harness.templates import get_template, render
 
 METHODS = ("insmod", "modprobe")
 VERDICTS = ("pass", "fail", "crash", "timeout")
@@ -202,10 +202,12 @@ def _module_def(data: Any, base: Path, where: str) -> ModuleDef:
     if "template" in table:
         template = get_template(str(table["template"]))
         name = str(table.get("name", f"kmh_{template.name}"))
-        check_module_name(name)
-        return ModuleDef(
-            name=name, template=template.name, params=dict(_table(table.get("params", {}), where))
-        )
+        params = dict(_table(table.get("params", {}), where))
+        try:
+            render(template.name, name, params)  # validates the name and every parameter now
+        except HarnessError as error:
+            raise HarnessError(f"{where}: {error.message}") from None
+        return ModuleDef(name=name, template=template.name, params=params)
     source = (base / str(table["source"])).resolve()
     if not source.is_dir():
         raise HarnessError(f"{where}: source {source} is not a directory")

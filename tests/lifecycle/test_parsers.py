@@ -50,6 +50,8 @@ def test_every_shipped_spec_parses():
         ({"module": {"template": "hello"}, "expect": {"load_dmesg": ["("]}}, "bad regular expression"),
         ({"module": {"template": "hello"}, "outcome": {"verdict": "maybe"}}, "verdict must be"),
         ({}, r"\[module\]: missing"),
+        ({"module": {"template": "hello", "params": {"bogus": 1}}}, "has no parameter 'bogus'"),
+        ({"module": {"template": "params", "params": {"int_value": "many"}}}, "int_value"),
     ],
 )
 def test_spec_errors_are_clear(tmp_path, data, message):
