@@ -144,6 +144,8 @@ class ElfImage:
 
     def _read_header(self) -> None:
         data, path = self.data, self.path
+        if not data:
+            raise HarnessError(f"{path}: empty file, not a kernel module")
         if len(data) < 16 or data[:4] != b"\x7fELF":
             raise HarnessError(f"{path}: not an ELF file (a kernel module is an ELF object)")
         if data[4] == 1:
