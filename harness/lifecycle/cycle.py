@@ -38,6 +38,8 @@ class GuestModules:
     built: dict[str, Path] = field(default_factory=dict)
     #: Load order for insmod (companions first).
     order: list[str] = field(default_factory=list)
+    #: Modules that must be live after loading (a tree module's dependency closure, from the host).
+    expect_loaded: list[str] = field(default_factory=list)
 
 
 class GuestCycle:
@@ -214,27 +216,37 @@ class GuestCycle:
                 if symbol not in present:
                     problems.append(f"symbol {symbol} is not in /proc/kallsyms")
         proc_modules = self._sh("cat /proc/modules").stdout
-        for other in expect.loaded:
+        for other in (*expect.loaded, *self.modules.expect_loaded):
             if find_module(proc_modules, other) is None:
                 problems.append(f"{other} is not loaded (expected alongside {self.spec.name})")
         for held, holders in expect.holders.items():
-            problems += self._check_holders(held, holders)
+            found, why = self._check_holders(held, holders)
+            problems += found
+            notes.append(why)
         if problems:
             evidence = "\n".join(problems) + "\n--- kernel log since load ---\n" + _tail(log)
             return StepResult("verify", "fail", message=problems[0], evidence=evidence)
         return StepResult("verify", "pass", message="; ".join(notes))
 
-    def _check_holders(self, held: str, holders: tuple[str, ...]) -> list[str]:
-        """rmmod of a module others depend on must fail, and the kernel must name the holders."""
+    def _check_holders(self, held: str, holders: tuple[str, ...]) -> tuple[list[str], str]:
+        """rmmod of a module others depend on must fail, and the kernel must name the holders.
+
+        Returns the problems and, for the report, why the kernel refused (its message, the
+        holders in /sys/module/NAME/holders and the refcount in /proc/modules).
+        """
         problems = []
         result = self._sh(f"/sbin/rmmod {shlex.quote(held)}")
-        listed = set(self._sh(f"ls /sys/module/{held}/holders").stdout.split())
+        listed = sorted(self._sh(f"ls /sys/module/{held}/holders").stdout.split())
+        entry = self._proc_module(held)
         if result.exit_code == 0:
             problems.append(f"rmmod {held} succeeded although {', '.join(holders)} should hold it")
         for holder in holders:
             if holder not in listed:
-                problems.append(f"/sys/module/{held}/holders lists {sorted(listed)}, not {holder}")
-        return problems
+                problems.append(f"/sys/module/{held}/holders lists {listed}, not {holder}")
+        refcount = f", refcount {entry.refcount}" if entry else ""
+        held_by = ", ".join(listed) or "nobody"
+        why = f"rmmod {held} refused ({explain_error(result.stderr)}): held by {held_by}{refcount}"
+        return problems, why
 
     def _exercise(self) -> StepResult:
         command = self.spec.expect.exercise

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from harness.build import BuildResult, build_modules
 from harness.elf.check import check_loadable
+from harness.elf.depgraph import show_depends
+from harness.elf.treecache import cached_tree
 from harness.errors import HarnessError
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
@@ -228,8 +230,7 @@ class Runner:
             modules.built[definition.name] = named[0].path
             modules.order.append(definition.name)
         if item.spec.module.debian:
-            self._step(item, StepResult("check", "skip", 0.0, "a module of the kernel's own tree"))
-            return modules
+            return self._check_debian(item, modules, started)
         target = modules.built[item.spec.name]
         companions = [path.parent for name, path in modules.built.items() if name != item.spec.name]
         try:
@@ -249,6 +250,19 @@ class Runner:
         first = [path.name for path in verdict.load_first]
         needs = f"; loads after {', '.join(first)}" if first else ""
         self._step(item, StepResult("check", "pass", elapsed, f"loadable on {item.kernel.release}{needs}"))
+        return modules
+
+    def _check_debian(self, item: PlannedRun, modules: GuestModules, started: float) -> GuestModules | None:
+        """A module of the target's own tree: what modprobe must load, from our depmod-identical graph."""
+        try:
+            order = show_depends(cached_tree(item.kernel.modules_dir), item.spec.module.debian)
+        except HarnessError as error:
+            self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
+            self._finish(item)
+            return None
+        modules.expect_loaded = [module.name for module in order]
+        message = f"modprobe must load, in order: {' '.join(modules.expect_loaded)}"
+        self._step(item, StepResult("check", "pass", time.monotonic() - started, message))
         return modules
 
     # -- guest -------------------------------------------------------------------------------
