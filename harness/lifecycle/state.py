@@ -22,7 +22,7 @@ SNAPSHOT_COMMAND = r"""
 mountpoint -q /sys/kernel/debug 2>/dev/null || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 echo @@devices; cat /proc/devices
 echo @@misc; cat /proc/misc
-echo @@class; for d in /sys/class/*/*; do echo "$d"; done
+echo @@class; for d in /sys/class/* /sys/class/*/*; do echo "$d"; done
 echo @@dev; find /dev 2>/dev/null
 echo @@proc; for e in /proc/* /proc/driver/* /proc/bus/*; do
   case "$e" in /proc/[0-9]*) ;; *) echo "$e";; esac
