@@ -93,7 +93,9 @@ def test_state_diff_names_leftovers_and_ignores_expected_taint():
     leaked = BEFORE.replace("  1 mem\n", "  1 mem\n245 kmh_leaky\n").replace(
         "/sys/class/misc/hw_random\n", "/sys/class/misc/hw_random\n/sys/class/kmh_leaky/kmh_leaky\n"
     )
-    after = Snapshot.parse(leaked.replace("@@taint\n0", "@@taint\n12288") + "@@kallsyms\n0 t f [virtio_console]\n")
+    after = Snapshot.parse(
+        leaked.replace("@@taint\n0", "@@taint\n12288") + "@@kallsyms\n0 t f [virtio_console]\n"
+    )
     changes = diff(before, after)
     assert not changes.clean
     text = changes.describe()

@@ -28,7 +28,10 @@ def all_runs(request, kernel_61, kernel_612) -> dict[str, tuple[ModuleSpec, Modu
     specs = [load_spec(path) for path in SPEC_FILES]
     plan = make_plan(specs, [request.param])
     runs = Runner(jobs=1).execute(plan)
-    return {str(path.relative_to(REPO_ROOT)): (spec, run) for path, spec, run in zip(SPEC_FILES, specs, runs)}
+    return {
+        str(path.relative_to(REPO_ROOT)): (spec, run)
+        for path, spec, run in zip(SPEC_FILES, specs, runs, strict=True)
+    }
 
 
 @pytest.mark.parametrize("spec_file", [str(p.relative_to(REPO_ROOT)) for p in SPEC_FILES])
@@ -38,7 +41,9 @@ def test_spec_gets_its_promised_verdict(all_runs, spec_file):
     report = "\n".join(f"{s.name}: {s.status}: {s.message}\n{s.evidence}" for s in run.steps)
     assert run.verdict == outcome.verdict, report
     if outcome.verdict == "pass":
-        assert [s.name for s in run.steps if s.status == "pass"][-3:] == ["unload", "cleanup", "reload"], report
+        assert [s.name for s in run.steps if s.status == "pass"][-3:] == ["unload", "cleanup", "reload"], (
+            report
+        )
         return
     failure = run.failure
     assert failure is not None and failure.name == outcome.step, report
