@@ -14,19 +14,33 @@ Every user mistake (bad file, corrupt module, unknown module) raises
 :class:`~harness.errors.HarnessError`; nothing else escapes.
 """
 
-from harness.elf.check import LoadCheck, Reason, check_loadable
-from harness.elf.depgraph import DependencyGraph, dependency_graph, show_depends
-from harness.elf.model import (
-    ExportedSymbol,
-    ModinfoField,
-    ModuleInfo,
-    SectionInfo,
-    Signature,
-    UndefinedSymbol,
-    VersionEntry,
-)
-from harness.elf.module import KernelModule, open_module, read_module
-from harness.elf.tree import ModuleTree, TreeModule
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported on first use (PEP 562): a verb that only reads one module (kmh inspect, kmh modinfo)
+# must not pay for the tree scanner's process pool or the checker's imports at start-up.
+_EXPORTS = {
+    "LoadCheck": "check",
+    "Reason": "check",
+    "check_loadable": "check",
+    "DependencyGraph": "depgraph",
+    "dependency_graph": "depgraph",
+    "show_depends": "depgraph",
+    "ExportedSymbol": "model",
+    "ModinfoField": "model",
+    "ModuleInfo": "model",
+    "SectionInfo": "model",
+    "Signature": "model",
+    "UndefinedSymbol": "model",
+    "VersionEntry": "model",
+    "KernelModule": "module",
+    "open_module": "module",
+    "read_module": "module",
+    "ModuleTree": "tree",
+    "TreeModule": "tree",
+}
 
 __all__ = [
     "DependencyGraph",
@@ -48,3 +62,25 @@ __all__ = [
     "read_module",
     "show_depends",
 ]
+
+if TYPE_CHECKING:
+    from harness.elf.check import LoadCheck, Reason, check_loadable
+    from harness.elf.depgraph import DependencyGraph, dependency_graph, show_depends
+    from harness.elf.model import (
+        ExportedSymbol,
+        ModinfoField,
+        ModuleInfo,
+        SectionInfo,
+        Signature,
+        UndefinedSymbol,
+        VersionEntry,
+    )
+    from harness.elf.module import KernelModule, open_module, read_module
+    from harness.elf.tree import ModuleTree, TreeModule
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness.elf' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"harness.elf.{module}"), name)

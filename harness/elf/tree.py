@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +180,8 @@ def read_symbols_of(modules: list[TreeModule]) -> None:
     compressed = [m for m in modules if not m.relpath.endswith(".ko")]
     workers = min(os.cpu_count() or 1, 8)
     if len(compressed) >= _PARALLEL_MIN and workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
         with ProcessPoolExecutor(max_workers=workers) as pool:
             chunk = max(1, len(compressed) // (workers * 8))
             for module, facts in zip(
