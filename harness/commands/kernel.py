@@ -6,6 +6,7 @@ import sys
 
 from plumbum import cli
 
+from harness.commands.common import format_table
 from harness.kernels.store import KernelStore
 
 
@@ -46,13 +47,7 @@ class KernelList(cli.Application):
             return 0
         rows = [("RELEASE", "VERSION", "SUITE", "FLAVOUR", "PATH")]
         rows += [(t.release, t.version, t.suite, t.flavour, str(t.root)) for t in targets]
-        widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
-        for row in rows:
-            print(
-                "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-                + "  "
-                + row[-1]
-            )
+        print(format_table(rows))
         return 0
 
 
