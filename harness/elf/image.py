@@ -196,10 +196,10 @@ class ElfImage:
         if not names.endswith(b"\0"):
             names += b"\0"
         size = len(data)
-        if max(row[4] + row[5] for row in raw if row[1] != SHT_NOBITS) > size:
+        if max((row[4] + row[5] for row in raw if row[1] != SHT_NOBITS), default=0) > size:
             index, row = next((i, r) for i, r in enumerate(raw) if r[1] != SHT_NOBITS and r[4] + r[5] > size)
             raise self._truncated(f"section {index}", row[4] + row[5])
-        if max(row[0] for row in raw) >= len(names):
+        if max((row[0] for row in raw), default=0) >= len(names):
             raise self.corrupt("a section name lies outside the section name table")
         find = names.find
         section_names = [names[row[0] : find(b"\0", row[0])] for row in raw]

@@ -51,7 +51,9 @@ class SymbolTable:
         symtab = image.require(".symtab")
         if not 0 < symtab.link < image.section_count:
             raise image.corrupt(".symtab links to a missing string table")
-        self.strtab = image.content(image.section_at(symtab.link))
+        strtab = image.content(image.section_at(symtab.link))
+        # A final NUL guarantees every find(b"\0") below succeeds, even in a corrupt table.
+        self.strtab = strtab if strtab.endswith(b"\0") else strtab + b"\0"
         raw = image.content(symtab)
         self.columns = _columns(raw[: len(raw) - len(raw) % _SYM_SIZE])
 
