@@ -19,6 +19,7 @@ The interface is :class:`harness.vm.backend.VMBackend`; crash reports come from
 
 from harness.vm.backend import LogMark, VMBackend
 from harness.vm.crash import Crash
+from harness.vm.qemu import VM, VMConfig
 from harness.vm.result import CommandResult
 
-__all__ = ["VMBackend", "LogMark", "Crash", "CommandResult"]
+__all__ = ["VM", "VMConfig", "VMBackend", "LogMark", "Crash", "CommandResult"]

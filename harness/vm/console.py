@@ -35,6 +35,11 @@ _WARN_AT = re.compile(r" at \S+ (?P<func>[\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[
 _TAINT = re.compile(r"Tainted: (?P<flags>[A-Z ]+?)\s+\d+\.\d+")
 _FRAME = re.compile(r"^\s*(?:\? )?(?P<frame>[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w-]+\])?)")
 _END = re.compile(r"---\[ end (trace|Kernel panic)")
+_FRAME_PARTS = re.compile(r"(?P<func>[\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?")
+_MACHINERY = re.compile(
+    r"(dump_stack|show_stack|panic|vpanic|__schedule|schedule|schedule_timeout|"
+    r"schedule_preempt_disabled|io_schedule)\b|__pfx_"
+)
 _MAX_LINES = 120
 
 
@@ -64,7 +69,8 @@ def _build(kind: CrashKind, lines: list[str], command: str) -> Crash:
             taint = ""
         match = _TAINT.search(line)
         if match and not taint:
-            taint = match.group("flags").replace(" ", "")
+            # "G" only says "no proprietary module" (the slot of "P"): it is not a taint.
+            taint = match.group("flags").replace(" ", "").replace("G", "")
         if line.strip() == "Call Trace:":
             in_trace = True
             continue
@@ -81,6 +87,14 @@ def _build(kind: CrashKind, lines: list[str], command: str) -> Crash:
             panicked = True
     if kind == "WARNING" and not function:
         match = _WARN_AT.search(title)
+        if match:
+            function, module = match.group("func"), match.group("mod") or ""
+    if not function and trace:
+        # No RIP (hung task, direct panic): blame the first frame that isn't the reporting
+        # machinery, preferring one inside a module.
+        frames = [f for f in trace if not _MACHINERY.match(f)] or trace
+        culprit = next((f for f in frames if f.endswith("]")), frames[0])
+        match = _FRAME_PARTS.match(culprit)
         if match:
             function, module = match.group("func"), match.group("mod") or ""
     return Crash(

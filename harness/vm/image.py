@@ -36,6 +36,19 @@ BOOT_MODULES = ("virtio_pci", "virtio_console", "pvpanic_pci")
 
 KMOD_TOOLS = ("insmod", "rmmod", "lsmod", "modprobe", "depmod", "modinfo")
 
+#: Real host programs installed over busybox's applets (guest path -> host program). Debian's
+#: busybox-static runs its *own* applets for names it knows (insmod, rmmod, ...) from its shell
+#: and from xargs/env/timeout, whatever PATH says; so the shell is dash and the programs that
+#: start other programs are the real ones, and ``insmod`` typed anywhere reaches kmod.
+HOST_PROGRAMS = {
+    "bin/sh": "dash",
+    "bin/dash": "dash",
+    "usr/bin/env": "env",
+    "usr/bin/timeout": "timeout",
+    "usr/bin/xargs": "xargs",
+    "bin/kmod": "kmod",
+}
+
 
 def _which(tool: str) -> Path:
     found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin:/usr/bin:/bin")
@@ -99,7 +112,7 @@ def compile_agent(dest: Path) -> None:
 
 
 def _base_entries() -> list[cpio.Entry]:
-    busybox, kmod = _which("busybox"), _which("kmod")
+    busybox = _which("busybox")
     entries = [cpio.directory(d) for d in ("proc", "sys", "dev", "tmp", "root", "run", "etc", "kmh")]
     entries.append(cpio.regular("init", INIT_SCRIPT.read_bytes(), 0o755))
     entries.append(cpio.regular("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"))
@@ -110,24 +123,36 @@ def _base_entries() -> list[cpio.Entry]:
         entries.append(cpio.regular("kmh/agent", agent.read_bytes(), 0o755))
     entries.append(cpio.regular("bin/busybox", busybox.read_bytes(), 0o755))
     applets = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True).stdout
+    replaced = {Path(p).name for p in HOST_PROGRAMS} | set(KMOD_TOOLS)
     for applet in applets.split():
-        if Path(applet).name in KMOD_TOOLS or applet == "bin/busybox":
+        if Path(applet).name in replaced or applet == "bin/busybox":
             continue
         entries.append(cpio.symlink(applet, "/bin/busybox"))
-    entries.append(cpio.regular("bin/kmod", kmod.read_bytes(), 0o755))
+    libraries: set[Path] = set()
+    for guest_path, program in HOST_PROGRAMS.items():
+        host = _which(program)
+        entries.append(cpio.regular(guest_path, host.read_bytes(), 0o755))
+        libraries.update(_shared_libraries(host))
     for tool in KMOD_TOOLS:
         entries.append(cpio.symlink(f"sbin/{tool}", "/bin/kmod"))
     entries.append(cpio.symlink("bin/lsmod", "/bin/kmod"))
-    for lib in _shared_libraries(kmod):
+    for lib in sorted(libraries):
         entries.append(cpio.regular(str(lib), lib.resolve().read_bytes(), 0o755))
     return entries
 
 
+def _host_inputs() -> list[Path]:
+    """The host files a base layer is made from (for its cache key)."""
+    programs = [_which(program) for program in sorted(set(HOST_PROGRAMS.values()))]
+    inputs = [AGENT_SOURCE, INIT_SCRIPT, _which("busybox"), _which("gcc"), *programs]
+    for program in programs:
+        inputs += _shared_libraries(program)
+    return inputs
+
+
 def base_layer(kernel: KernelTarget) -> Path:
     """Init, agent, busybox and kmod: the same for every kernel, cached beside each target's layers."""
-    inputs = [AGENT_SOURCE, INIT_SCRIPT, _which("busybox"), _which("kmod"), _which("gcc")]
-    inputs += _shared_libraries(_which("kmod"))
-    name = f"base-{_fingerprint(inputs)}.cpio"
+    name = f"base-{_fingerprint(_host_inputs())}.cpio"
     return _cached(
         cache_root() / "images" / kernel.release / name,
         lambda out: cpio.write_archive(out, _base_entries(), first_inode=1),

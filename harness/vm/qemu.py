@@ -47,6 +47,10 @@ FAST_PARAMS = (
 
 #: How long a killed command gets to come back before the guest counts as hung.
 KILL_GRACE = 3.0
+#: How often a running command's console and kernel log are checked for lockup reports.
+HANG_POLL = 0.5
+#: After a lockup/hung-task report, how long the rest of the report gets to arrive.
+STUCK_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,10 @@ class VMConfig:
     #: Files placed in the image for this run only: guest path -> (bytes, permissions).
     files: dict[str, tuple[bytes, int]] = field(default_factory=dict, compare=False)
     qemu: str = "qemu-system-x86_64"
+    #: Appended to the kernel command line.
     extra_params: str = ""
+    #: Appended to QEMU's command line (e.g. ("-cpu", "max")).
+    extra_qemu_args: tuple[str, ...] = ()
 
     def kernel_params(self) -> str:
         params = [FAST_PARAMS]
@@ -185,7 +192,7 @@ class VM:
         argv += ["-chardev", f"socket,id=agent,path={tmp / 'agent.sock'}"]
         argv += ["-device", "virtio-serial-pci", "-device", "virtserialport,chardev=agent,name=kmh"]
         argv += ["-device", "pvpanic-pci", "-action", "panic=exit-failure"]
-        return argv
+        return argv + list(cfg.extra_qemu_args)
 
     def _boot(self, qemu: str, accel_name: str, timeout: float) -> None:
         self._tmpdir = tempfile.mkdtemp(prefix="kmh-vm-")
@@ -352,14 +359,21 @@ class VM:
         out, err = bytearray(), bytearray()
         started = time.monotonic()
         exit_code = NO_EXIT
-        timed_out = died = False
+        timed_out = died = stuck = False
         try:
             channel.send(b"E", b"".join(arg.encode() + b"\0" for arg in argv))
             deadline = started + timeout
             while True:
                 try:
-                    kind, payload = channel.receive(deadline)
+                    kind, payload = channel.receive(min(deadline, time.monotonic() + HANG_POLL))
                 except ChannelTimeout:
+                    if time.monotonic() < deadline:
+                        # Still running: if the kernel already reported a lockup or hung task,
+                        # don't sit out the whole timeout; give the report a moment to finish.
+                        if not stuck and self._kernel_stuck(first_record, console_start):
+                            stuck = True
+                            deadline = min(deadline, time.monotonic() + STUCK_GRACE)
+                        continue
                     if timed_out:
                         break  # the kill did not bring it back: the guest is stuck
                     timed_out = True
@@ -388,6 +402,12 @@ class VM:
             crash=crash,
             stdout_bytes=bytes(out),
         )
+
+    def _kernel_stuck(self, first_record: int, console_start: int) -> bool:
+        """Whether the kernel reported a soft lockup or hung task since the command started."""
+        console = self.console.encode()[console_start:].decode("utf-8", "replace")
+        text = console + "\n".join(r.text for r in self._records[first_record:])
+        return "BUG: soft lockup" in text or " blocked for more than " in text
 
     def _diagnose(
         self,

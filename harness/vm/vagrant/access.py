@@ -76,3 +76,14 @@ def check_qemu_can_reach(*paths: Path) -> None:
                 "point KMH_VAGRANT_HOME (or TMPDIR for VMs) at a directory that user can search, "
                 f"or allow it with: chmod o+x {blocked}"
             )
+
+
+def user_can_access(path: Path, user: str, *, read_write: bool = False) -> bool:
+    """Whether USER may open PATH for reading (and writing with READ_WRITE), by its mode bits."""
+    identity = _identity(user)
+    if identity is None:
+        return True
+    uid, groups = identity
+    if blocking_directory(path, user) is not None:
+        return False
+    return _allowed(path, uid, groups, 4) and (not read_write or _allowed(path, uid, groups, 2))

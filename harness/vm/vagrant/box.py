@@ -56,6 +56,8 @@ BOX_PACKAGES = (
     "initramfs-tools",
 )
 DISK_GIB = 8
+#: The files of ``vm/box`` that shape the box (the set-up script there does not).
+RECIPE_FILES = ("customize", "Vagrantfile")
 BOX_FILES = ("metadata.json", "Vagrantfile", "info.json", "box.img", "vmlinuz", "initrd.img", "vagrant_key")
 
 
@@ -145,9 +147,7 @@ class BoxBuilder:
 
     def _inputs(self, packages: KernelPackages) -> str:
         recipe = {
-            path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(BOX_RECIPE_DIR.iterdir())
-            if path.is_file()
+            name: hashlib.sha256((BOX_RECIPE_DIR / name).read_bytes()).hexdigest() for name in RECIPE_FILES
         }
         description = {
             "version": RECIPE_VERSION,

@@ -3,17 +3,13 @@
 Without libvirtd, ``vagrant up`` fails only after loading all of Vagrant; without virtlogd it
 creates half a domain and then fails with a socket error deep in a Ruby backtrace. Connecting to
 the two sockets takes milliseconds and lets kmh say plainly what is missing and how to start it.
-Starting the daemons is the job of ``scripts/setup-vagrant`` (on machines without systemd) or of
-systemd itself; :func:`start_daemons` is what that script calls.
+Starting them is the job of ``vm/box/setup.sh`` (on machines without systemd) or of systemd.
 """
 
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
-
-from plumbum import local
 
 from harness.errors import HarnessError
 
@@ -54,30 +50,23 @@ def check_daemons() -> None:
     if has_systemd():
         hint = f"start it with: sudo systemctl start {' '.join(missing)}"
     else:
-        hint = "no systemd here: start them with scripts/setup-vagrant (or: virtlogd -d; libvirtd -d)"
+        hint = "no systemd here: start them with vm/box/setup.sh (or: virtlogd -d; libvirtd -d)"
     raise HarnessError(f"{names} not running (no answer on {RUN_DIR}); {hint}")
 
 
-def start_daemons(timeout: float = 20.0) -> list[str]:
-    """Start the missing daemons as background processes (machines without systemd); return their names."""
-    started = []
-    for name in missing_daemons():
-        local[name]["-d"]()
-        started.append(name)
-    deadline = time.monotonic() + timeout
-    while missing_daemons():
-        if time.monotonic() > deadline:
-            raise HarnessError(f"{', '.join(missing_daemons())} did not come up within {timeout:.0f} s")
-        time.sleep(0.2)
-    return started
+def kvm_device_mismatch() -> str | None:
+    """Why libvirt would re-probe QEMU on every domain definition, or None.
 
+    libvirt probes QEMU's capabilities as root (KVM works) but validates its cache by checking
+    /dev/kvm as the QEMU user; where no udev gave /dev/kvm to group kvm (containers, CI) the cache
+    is always "outdated" and each define costs ~30 s. ``vm/box/setup.sh`` fixes the permissions.
+    """
+    kvm = Path("/dev/kvm")
+    if not kvm.exists():
+        return None
+    from harness.vm.vagrant.access import qemu_user, user_can_access
 
-def main() -> int:
-    """``python -m harness.vm.vagrant.daemons``: start what is missing, for the set-up script."""
-    for name in start_daemons():
-        print(f"started {name}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    user = qemu_user()
+    if user_can_access(kvm, user, read_write=True):
+        return None
+    return f"/dev/kvm is not accessible to {user}: libvirt re-probes QEMU (~30 s) on every domain change"

@@ -51,7 +51,7 @@ def require_tool(name: str, package: str) -> str:
     path = shutil.which(name)
     if not path:
         raise HarnessError(
-            f"'{name}' is not installed; install the Debian package {package} (scripts/setup-vagrant does)"
+            f"'{name}' is not installed; install the Debian package {package} (vm/box/setup.sh does)"
         )
     return path
 

@@ -35,7 +35,7 @@ from harness.vm.vagrant import pool
 from harness.vm.vagrant.access import check_qemu_can_reach
 from harness.vm.vagrant.box import Box, BoxBuilder
 from harness.vm.vagrant.connection import GuestConnection, SshTarget
-from harness.vm.vagrant.daemons import check_daemons
+from harness.vm.vagrant.daemons import check_daemons, kvm_device_mismatch
 from harness.vm.vagrant.env import PROJECT_VAGRANTFILE, vagrant
 from harness.vm.vagrant.keys import check_key_usable
 from harness.vm.vagrant.ports import check_port_free, free_port
@@ -108,6 +108,9 @@ class VagrantVM:
     def start(self) -> None:
         """Bring the VM up; on any failure everything created so far is removed again."""
         check_daemons()
+        slow = kvm_device_mismatch()
+        if slow:
+            self.progress(f"warning: {slow}; run vm/box/setup.sh")
         if self.box is None:
             suite = self.kernel_spec.partition(":")[0]
             self.box = BoxBuilder(suite, progress=self.progress).ensure(check_inputs=False)
