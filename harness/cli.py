@@ -37,6 +37,7 @@ class Kmh(cli.Application):
 
 
 _VERBS = {
+    "vm": "harness.commands.vm.VmCommand",
     "run": "harness.commands.run.RunCommand",
     "kernel": "harness.commands.kernel.KernelCommand",
     "build": "harness.commands.build.BuildCommand",
@@ -46,6 +47,7 @@ _VERBS = {
     "inspect": "harness.commands.inspect.InspectCommand",
     "deps": "harness.commands.deps.DepsCommand",
     "check": "harness.commands.check.CheckCommand",
+    "box": "harness.commands.box.BoxCommand",
 }
 
 for _verb, _path in _VERBS.items():

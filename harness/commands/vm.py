@@ -1,0 +1,186 @@
+"""``kmh vm run|shell|accel``: boot a disposable guest of a kernel target and use it by hand.
+
+Thin over :mod:`harness.vm`: it only turns options into a :class:`VMConfig`, prints what the
+guest said, and maps the outcome to an exit code (the command's own code; 1 when the guest
+crashed before the command could exit).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from plumbum import cli
+
+from harness.commands.common import DEFAULT_KERNEL, kernel_targets
+from harness.errors import HarnessError
+from harness.vm import accel
+from harness.vm.crash import Crash
+from harness.vm.qemu import VM, VMConfig
+from harness.vm.result import NO_EXIT
+
+GUEST_HOME = "/root"
+
+
+def _print_crash(crash: Crash) -> None:
+    print(f"kmh vm: kernel trouble: {crash.summary()}", file=sys.stderr)
+    if crash.lines:
+        print("\n".join(crash.lines), file=sys.stderr)
+
+
+class _VmOptions(cli.Application):
+    """Options shared by the verbs that boot a guest."""
+
+    kernel = cli.SwitchAttr(
+        ["-k", "--kernel"], str, default=DEFAULT_KERNEL, help="kernel target (release or suite)"
+    )
+    accel_name = cli.SwitchAttr("--accel", cli.Set(*accel.ACCELERATORS), help="force an accelerator")
+    memory = cli.SwitchAttr("--memory", cli.Range(64, 65536), default=256, help="guest RAM in MiB")
+    modules = cli.SwitchAttr(
+        "--module",
+        str,
+        list=True,
+        help="also install this module of the target in the guest (with its dependencies)",
+    )
+    verbose = cli.Flag(["-v", "--verbose"], help="say which accelerator was used and how long boot took")
+
+    def _config(self, files: dict[str, tuple[bytes, int]] | None = None) -> VMConfig:
+        return VMConfig(
+            memory_mb=self.memory,
+            accel=self.accel_name,
+            extra_modules=tuple(self.modules),
+            files=files or {},
+        )
+
+    def _boot(self, files: dict[str, tuple[bytes, int]] | None = None) -> VM:
+        target = kernel_targets([self.kernel])[0]
+        vm = VM(target, self._config(files))
+        vm.start()
+        if self.verbose:
+            print(
+                f"kmh vm: {target.release} ready in {vm.boot_seconds:.2f} s, accel {vm.accel}",
+                file=sys.stderr,
+            )
+        return vm
+
+
+class VmCommand(cli.Application):
+    """Boot disposable VMs of a kernel target: run a command, or get a shell."""
+
+    def main(self, *args: str) -> int:
+        if args:
+            print(f"kmh vm: unknown command {args[0]!r}; see 'kmh vm --help'", file=sys.stderr)
+            return 2
+        if not self.nested_command:
+            self.help()
+            return 2
+        return 0
+
+
+def _parse_put(spec: str) -> tuple[Path, str]:
+    """``FILE`` goes to /root/FILE's name; ``FILE:GUEST_PATH`` goes where it says."""
+    local, sep, guest = spec.partition(":")
+    path = Path(local)
+    if not path.is_file():
+        raise HarnessError(f"--put: no such file: {local}")
+    if sep and not guest.startswith("/"):
+        raise HarnessError(f"--put: the guest path must be absolute: {guest!r}")
+    return path, guest if sep else f"{GUEST_HOME}/{path.name}"
+
+
+@VmCommand.subcommand("run")
+class VmRun(_VmOptions):
+    """Boot a fresh VM, run CMD as root (in /root), print its output, exit with its code.
+
+    Example: kmh vm run --put hello.ko -- insmod hello.ko
+    """
+
+    puts = cli.SwitchAttr(
+        "--put", str, list=True, help="upload FILE (to /root) or FILE:GUEST_PATH before running"
+    )
+    timeout = cli.SwitchAttr("--timeout", float, default=300.0, help="seconds before the command is killed")
+
+    def main(self, *command: str) -> int:
+        if not command:
+            raise HarnessError("no command given; usage: kmh vm run [OPTIONS] -- CMD [ARG...]")
+        files = {}
+        for spec in self.puts:
+            path, guest = _parse_put(spec)
+            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+            files[guest.lstrip("/")] = (path.read_bytes(), mode)
+        vm = self._boot(files)
+        try:
+            argv = list(command)
+            result = vm.run(argv if len(argv) > 1 else argv[0], timeout=self.timeout)
+        finally:
+            vm.close()
+        sys.stdout.buffer.write(result.stdout_bytes)
+        sys.stdout.flush()
+        sys.stderr.write(result.stderr)
+        if result.crash is not None:
+            _print_crash(result.crash)
+        return 1 if result.exit_code == NO_EXIT else result.exit_code
+
+
+@VmCommand.subcommand("shell")
+class VmShell(_VmOptions):
+    """Boot a fresh VM and type commands into it; each line runs in its own shell (cd is kept).
+
+    The VM is thrown away on exit (Ctrl-D or 'exit').
+    """
+
+    def main(self) -> int:
+        try:
+            import readline  # noqa: F401  (line editing for input())
+        except ImportError:
+            pass
+        vm = self._boot()
+        cwd = GUEST_HOME
+        print(
+            f"kmh vm shell: {vm.kernel.release} (accel {vm.accel}); Ctrl-D or 'exit' leaves", file=sys.stderr
+        )
+        try:
+            while True:
+                try:
+                    line = input(f"kmh {cwd}# " if sys.stdin.isatty() else "")
+                except EOFError:
+                    break
+                line = line.strip()
+                if not line:
+                    continue
+                if line in ("exit", "logout"):
+                    break
+                if line == "cd" or line.startswith("cd "):
+                    target = line[2:].strip() or GUEST_HOME
+                    result = vm.run(f"cd {cwd} && cd {target} && pwd", allow_poisoned=True)
+                    if result.exit_code == 0:
+                        cwd = result.stdout.strip()
+                    sys.stderr.write(result.stderr)
+                    continue
+                result = vm.run(f"cd {cwd} && {line}", timeout=3600, allow_poisoned=True)
+                sys.stdout.buffer.write(result.stdout_bytes)
+                sys.stdout.flush()
+                sys.stderr.write(result.stderr)
+                if result.crash is not None:
+                    _print_crash(result.crash)
+                if not vm.alive:
+                    print("kmh vm shell: the guest is gone", file=sys.stderr)
+                    return 1
+                if result.exit_code != 0:
+                    print(f"[exit {result.exit_code}]", file=sys.stderr)
+        finally:
+            vm.close()
+        return 0
+
+
+@VmCommand.subcommand("accel")
+class VmAccel(cli.Application):
+    """Show which accelerator VMs use here and why (the decision is cached)."""
+
+    def main(self) -> int:
+        qemu = shutil.which("qemu-system-x86_64")
+        if not qemu:
+            raise HarnessError("qemu-system-x86_64 is not installed")
+        print(accel.choose(qemu))
+        return 0
