@@ -8,6 +8,7 @@ a reason; :meth:`Param.parse` turns that into a :class:`HarnessError` that names
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from harness.errors import HarnessError
@@ -220,3 +221,34 @@ class IntListParam(Param):
 
     def show_default(self) -> str:
         return ",".join(str(v) for v in self.default)  # type: ignore[attr-defined]
+
+
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+
+
+@dataclass(frozen=True)
+class MacParam(Param):
+    """An Ethernet unicast address ``02:00:00:00:00:01``; becomes 6 ints, printed with ``c_int_list``.
+
+    Multicast addresses (low bit of the first byte set) and all-zero are refused because the
+    kernel's ``eth_validate_addr`` would refuse them when the interface is brought up.
+    """
+
+    kind = "mac"
+
+    def convert(self, value: object) -> tuple[int, ...]:
+        text = _text(value).strip()
+        if not _MAC.fullmatch(text):
+            raise ValueError("expected six two-digit hex bytes separated by ':', e.g. 02:00:00:00:00:01")
+        octets = tuple(int(part, 16) for part in text.split(":"))
+        if octets[0] & 1:
+            raise ValueError("it is a multicast address (low bit of the first byte set)")
+        if not any(octets):
+            raise ValueError("the all-zero address is not a valid interface address")
+        return octets
+
+    def describe(self) -> str:
+        return "unicast MAC address xx:xx:xx:xx:xx:xx"
+
+    def show_default(self) -> str:
+        return str(self.default)
