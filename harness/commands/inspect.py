@@ -6,7 +6,6 @@ The text form is for a person (grouped, aligned, CRCs in hex); ``--json`` is com
 
 from __future__ import annotations
 
-import json
 import sys
 
 from plumbum import cli
@@ -22,6 +21,8 @@ class InspectCommand(cli.Application):
 
         info = read_module(file)
         if self.as_json:
+            import json
+
             print(json.dumps(info.as_dict(), indent=2))
         else:
             from harness.elf.report import describe_module

@@ -8,7 +8,7 @@ signature", never as a crash.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SEQUENCE = 0x30
 SET = 0x31
@@ -21,8 +21,7 @@ class DerError(ValueError):
     """The bytes are not the DER structure the caller expected."""
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
+class Node(NamedTuple):
     """One DER element: its tag byte and the bytes of its value."""
 
     tag: int

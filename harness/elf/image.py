@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from elftools.construct import ConstructError
 from elftools.elf.enums import ENUM_SH_TYPE_BASE
@@ -49,8 +49,7 @@ def _header_structs(little_endian: bool) -> ELFStructs:
     return structs
 
 
-@dataclass(frozen=True, slots=True)
-class Section:
+class Section(NamedTuple):
     """One section header: where the section's bytes are and what kind of section it is."""
 
     index: int

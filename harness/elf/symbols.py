@@ -18,8 +18,8 @@ from __future__ import annotations
 import operator
 import struct
 import sys
-from dataclasses import dataclass
 from itertools import compress
+from typing import NamedTuple
 
 from harness.elf.image import SHN_LORESERVE, SHN_UNDEF, ElfImage, Section, cstring
 from harness.elf.model import ExportedSymbol, UndefinedSymbol, decode_text
@@ -33,8 +33,7 @@ _U32 = struct.Struct("<I")
 _NATIVE_LITTLE = sys.byteorder == "little"
 
 
-@dataclass(frozen=True, slots=True)
-class _Columns:
+class _Columns(NamedTuple):
     """The symbol table as parallel lists (index 0, the null symbol, included)."""
 
     names: list[int]
