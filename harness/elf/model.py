@@ -73,8 +73,7 @@ class SectionInfo(NamedTuple):
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class Signature:
+class Signature(NamedTuple):
     """The signature appended to the module (``~Module signature appended~``)."""
 
     #: How the signer is identified: ``PKCS#7`` for every modern kernel, else ``PGP``/``X509``.
