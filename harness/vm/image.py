@@ -214,10 +214,22 @@ def run_layer(files: dict[str, tuple[bytes, int]]) -> bytes:
 
 
 def assemble(
-    kernel: KernelTarget, dest: Path, *, extra_modules: Iterable[str] = (), run_files: bytes = b""
+    kernel: KernelTarget,
+    dest: Path,
+    *,
+    extra_modules: Iterable[str] = (),
+    run_files: bytes = b"",
+    python: bool = False,
 ) -> Path:
-    """Concatenate the cached layers (and a per-run layer) into DEST, the VM's own initramfs."""
+    """Concatenate the cached layers (and a per-run layer) into DEST, the VM's own initramfs.
+
+    ``python`` adds the optional Python + pyroute2 layer (see :mod:`harness.vm.python_layer`).
+    """
     layers = [base_layer(kernel), modules_layer(kernel, extra_modules)]
+    if python:
+        from harness.vm.python_layer import python_layer
+
+        layers.append(python_layer())
     with dest.open("wb") as out:
         for layer in layers:
             with layer.open("rb") as src:

@@ -78,6 +78,8 @@ class VMConfig:
     extra_params: str = ""
     #: Appended to QEMU's command line (e.g. ("-cpu", "max")).
     extra_qemu_args: tuple[str, ...] = ()
+    #: Add Debian's python3 and pyroute2 to the image (netlink checks); costs boot time, so off.
+    python: bool = False
 
     def kernel_params(self) -> str:
         params = [FAST_PARAMS]
@@ -207,6 +209,7 @@ class VM:
                 tmp / "initramfs.cpio",
                 extra_modules=self.config.extra_modules,
                 run_files=run_files,
+                python=self.config.python,
             )
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(str(tmp / "agent.sock"))
