@@ -28,7 +28,7 @@ from typing import Any
 from harness.elf.depgraph import DependencyGraph
 from harness.elf.model import ExportedSymbol, ModuleInfo
 from harness.elf.module import open_module
-from harness.elf.symvers import VMLINUX, read_symvers
+from harness.elf.symvers import VMLINUX, SymversEntry, read_symvers
 from harness.elf.tree import ModuleTree, TreeModule, module_facts
 from harness.elf.treecache import cached_tree
 from harness.errors import HarnessError
@@ -123,6 +123,14 @@ def _vermagic_of(path: Path) -> str | None:
     return None
 
 
+@dataclass
+class _Findings:
+    """Reasons and notes gathered by the rules below."""
+
+    reasons: list[Reason] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
 def check_loadable(
     ko_path: Path | str, kernel: KernelTarget, extra_dirs: Sequence[Path | str] = ()
 ) -> LoadCheck:
@@ -132,87 +140,113 @@ def check_loadable(
     config = kernel_config(kernel)
     target_tree = cached_tree(kernel.modules_dir)
     graph, me = _combined_graph(Path(ko_path), info.name, target_tree, extra_dirs)
-    symvers = read_symvers(kernel.symvers)
     kernel_magic = target_vermagic(target_tree)
-
-    reasons: list[Reason] = []
-    notes: list[str] = []
-    has_versions = module.image.has("__versions")
     kernel_modversions = config.get("CONFIG_MODVERSIONS") == "y" or " modversions " in f"{kernel_magic} "
+    crcs_checked = kernel_modversions and module.image.has("__versions")
+
+    found = _Findings()
+    _check_vermagic(info, kernel_magic, crcs_checked, found)
+    _check_versions_present(module.image.has("__versions"), kernel_modversions, config, found)
+    if config.get("CONFIG_MODULE_SIG_FORCE") == "y" and info.signature is None:
+        found.reasons.append(
+            Reason("unsigned", "module is not signed and the kernel only loads signed modules")
+        )
+    providers = _providers(graph, me, read_symvers(kernel.symvers))
+    for name, weak, crc in _needed_symbols(info, crcs_checked):
+        _check_symbol(info, name, weak, crc, providers.get(name), crcs_checked, config, found)
+    load_first = tuple(m.path.resolve() for m in graph.load_order(me)[:-1])
+    return LoadCheck(info, kernel.release, tuple(found.reasons), load_first, tuple(found.notes))
+
+
+def _check_vermagic(info: ModuleInfo, kernel_magic: str, crcs_checked: bool, found: _Findings) -> None:
     magic = info.vermagic or ""
-    if not same_magic(magic, kernel_magic, has_versions and kernel_modversions):
-        reasons.append(
+    if not same_magic(magic, kernel_magic, crcs_checked):
+        found.reasons.append(
             Reason(
                 "vermagic",
                 f"vermagic {magic.strip()!r} does not match the kernel's {kernel_magic.strip()!r}",
             )
         )
     elif magic != kernel_magic:
-        notes.append(
+        found.notes.append(
             f"built for {magic.split(' ', 1)[0]}, target is {kernel_magic.split(' ', 1)[0]}: "
             "accepted only if every symbol CRC matches"
         )
-    if kernel_modversions and not has_versions:
-        if config.get("CONFIG_MODULE_FORCE_LOAD") == "y":
-            notes.append("no __versions table: the kernel loads it forced, and taints itself")
-        else:
-            reasons.append(
-                Reason(
-                    "no-versions",
-                    "no symbol versions (__versions): the kernel checks CRCs and refuses the module",
-                )
-            )
-    if config.get("CONFIG_MODULE_SIG_FORCE") == "y" and info.signature is None:
-        reasons.append(Reason("unsigned", "module is not signed and the kernel only loads signed modules"))
 
-    providers = _providers(graph, me, symvers)
-    imported = set(info.imported_namespaces)
-    allow_missing_ns = config.get("CONFIG_MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS") == "y"
+
+def _check_versions_present(
+    has_versions: bool, kernel_modversions: bool, config: dict[str, str], found: _Findings
+) -> None:
+    if not kernel_modversions or has_versions:
+        return
+    if config.get("CONFIG_MODULE_FORCE_LOAD") == "y":
+        found.notes.append("no __versions table: the kernel loads it forced, and taints itself")
+    else:
+        found.reasons.append(
+            Reason(
+                "no-versions",
+                "no symbol versions (__versions): the kernel checks CRCs and refuses the module",
+            )
+        )
+
+
+def _needed_symbols(info: ModuleInfo, crcs_checked: bool) -> list[tuple[str, bool, int | None]]:
+    """(name, weak, CRC) of each undefined symbol, plus module_layout, which the kernel always checks."""
     needed = [(symbol.name, symbol.weak, symbol.crc) for symbol in info.undefined]
-    layout = next((entry for entry in info.versions if entry.name == MODULE_LAYOUT), None)
-    if kernel_modversions and has_versions:
+    if crcs_checked:
+        layout = next((entry for entry in info.versions if entry.name == MODULE_LAYOUT), None)
         needed.append((MODULE_LAYOUT, False, layout.crc if layout else None))
-    for name, weak, crc in needed:
-        provider = providers.get(name)
-        if provider is None:
-            if weak:
-                notes.append(f"weak symbol {name} is not exported by anyone: it stays NULL")
-            else:
-                reasons.append(Reason("unknown-symbol", f"unknown symbol {name}", name))
-            continue
-        if provider.gpl_only and not info.gpl_compatible:
-            license_text = info.license if info.license is not None else "(none)"
-            reasons.append(
+    return needed
+
+
+def _check_symbol(
+    info: ModuleInfo,
+    name: str,
+    weak: bool,
+    crc: int | None,
+    provider: _Provider | None,
+    crcs_checked: bool,
+    config: dict[str, str],
+    found: _Findings,
+) -> None:
+    """The kernel's rules for linking one symbol: exported at all, GPL, namespace, CRC."""
+    if provider is None:
+        if weak:
+            found.notes.append(f"weak symbol {name} is not exported by anyone: it stays NULL")
+        else:
+            found.reasons.append(Reason("unknown-symbol", f"unknown symbol {name}", name))
+        return
+    if provider.gpl_only and not info.gpl_compatible:
+        license_text = info.license if info.license is not None else "(none)"
+        found.reasons.append(
+            Reason(
+                "gpl-only",
+                f"uses GPL-only symbol {name} (from {provider.owner}) "
+                f"but its license {license_text!r} is not GPL-compatible",
+                name,
+            )
+        )
+    if provider.namespace and provider.namespace not in info.imported_namespaces:
+        message = (
+            f"uses symbol {name} from namespace {provider.namespace} "
+            f"without MODULE_IMPORT_NS({provider.namespace})"
+        )
+        if config.get("CONFIG_MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS") == "y":
+            found.notes.append(message)
+        else:
+            found.reasons.append(Reason("namespace", message, name))
+    if crcs_checked and provider.crc is not None:
+        if crc is None:
+            found.notes.append(f"no symbol version for {name}: the kernel warns and links it anyway")
+        elif crc != provider.crc:
+            found.reasons.append(
                 Reason(
-                    "gpl-only",
-                    f"uses GPL-only symbol {name} (from {provider.owner}) "
-                    f"but its license {license_text!r} is not GPL-compatible",
+                    "crc",
+                    f"disagrees about version of symbol {name} "
+                    f"(module {crc:#010x}, kernel {provider.crc:#010x} from {provider.owner})",
                     name,
                 )
             )
-        if provider.namespace and provider.namespace not in imported:
-            message = (
-                f"uses symbol {name} from namespace {provider.namespace} "
-                f"without MODULE_IMPORT_NS({provider.namespace})"
-            )
-            if allow_missing_ns:
-                notes.append(message)
-            else:
-                reasons.append(Reason("namespace", message, name))
-        if kernel_modversions and has_versions and provider.crc is not None:
-            if crc is None:
-                notes.append(f"no symbol version for {name}: the kernel warns and links it anyway")
-            elif crc != provider.crc:
-                reasons.append(
-                    Reason(
-                        "crc",
-                        f"disagrees about version of symbol {name} "
-                        f"(module {crc:#010x}, kernel {provider.crc:#010x} from {provider.owner})",
-                        name,
-                    )
-                )
-    load_first = tuple(m.path.resolve() for m in graph.load_order(me)[:-1])
-    return LoadCheck(info, kernel.release, tuple(reasons), load_first, tuple(notes))
 
 
 def _combined_graph(
@@ -232,7 +266,9 @@ def _combined_graph(
     return DependencyGraph(ModuleTree(target.root, list(modules.values()))), me
 
 
-def _providers(graph: DependencyGraph, me: TreeModule, symvers: dict) -> dict[str, _Provider]:
+def _providers(
+    graph: DependencyGraph, me: TreeModule, symvers: dict[str, SymversEntry]
+) -> dict[str, _Provider]:
     """Symbol -> provider for every symbol the checked module needs (modules before vmlinux)."""
     providers: dict[str, _Provider] = {}
     export_details: dict[str, dict[str, ExportedSymbol]] = {}

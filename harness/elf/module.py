@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from harness.elf.image import ElfImage
-from harness.elf.model import ModuleInfo, SectionInfo, decode_text
+from harness.elf.model import ModinfoField, ModuleInfo, SectionInfo, Signature, VersionEntry, decode_text
 from harness.elf.modinfo import raw_modinfo, read_modinfo
 from harness.elf.signature import read_signature
 from harness.elf.symbols import SymbolTable, undefined_symbols
@@ -37,7 +37,7 @@ class KernelModule:
         return raw_modinfo(self.image)
 
     @cached_property
-    def modinfo(self):
+    def modinfo(self) -> tuple[ModinfoField, ...]:
         return read_modinfo(self.image)
 
     @cached_property
@@ -45,11 +45,11 @@ class KernelModule:
         return SymbolTable(self.image)
 
     @cached_property
-    def versions(self):
+    def versions(self) -> tuple[VersionEntry, ...]:
         return read_versions(self.image)
 
     @cached_property
-    def signature(self):
+    def signature(self) -> Signature | None:
         return read_signature(self.image.data)
 
     @property

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from elf_helpers import run_kmh
 
-from harness.elf import check_loadable
+from harness.elf import LoadCheck, check_loadable
 from harness.kernels.target import KernelTarget
 
 
-def kinds(result) -> set[str]:
+def kinds(result: LoadCheck) -> set[str]:
     return {reason.kind for reason in result.reasons}
 
 
