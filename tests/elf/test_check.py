@@ -124,3 +124,27 @@ def test_unusable_input_exits_2(tmp_path: Path, fixtures_61: dict[str, Path]) ->
         cli = run_kmh("check", *args)
         assert cli.returncode == 2, args
         assert len(cli.stderr.decode().splitlines()) == 1 and b"Traceback" not in cli.stderr
+
+
+def _patched_copy(source: Path, directory: Path, old: bytes, new: bytes) -> Path:
+    data = source.read_bytes()
+    assert len(old) == len(new) and data.count(old) == 1
+    copy = directory / source.name
+    copy.write_bytes(data.replace(old, new))
+    return copy
+
+
+def test_vermagic_flags_mismatch(rendered_hello_61: Path, kernel_61: KernelTarget, tmp_path: Path) -> None:
+    copy = _patched_copy(rendered_hello_61, tmp_path, b" SMP preempt mod_unload", b" SMP PREEMPT mod_unload")
+    result = check_loadable(copy, kernel_61)
+    assert [r.kind for r in result.reasons] == ["vermagic"]
+    assert "'6.1.0-56-amd64 SMP PREEMPT mod_unload modversions'" in result.reasons[0].message
+
+
+def test_module_without_versions_is_forced_on_a_force_load_kernel(
+    rendered_hello_61: Path, kernel_61: KernelTarget, tmp_path: Path
+) -> None:
+    copy = _patched_copy(rendered_hello_61, tmp_path, b"\0__versions\0", b"\0__versionX\0")
+    result = check_loadable(copy, kernel_61)
+    assert result.loadable  # Debian sets CONFIG_MODULE_FORCE_LOAD=y: loaded, with a taint
+    assert any("no __versions table" in note for note in result.notes)
