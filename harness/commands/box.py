@@ -1,0 +1,77 @@
+"""``kmh box build|list|remove|home``: the Vagrant boxes of the Vagrant backend."""
+
+from __future__ import annotations
+
+import sys
+
+from plumbum import cli
+
+from harness.commands.common import format_table
+from harness.kernels.apt import SUITE_GROUPS
+from harness.vm.vagrant.box import BoxBuilder, remove_box
+from harness.vm.vagrant.env import vagrant_home
+
+
+class BoxCommand(cli.Application):
+    """Build and manage the Vagrant boxes (Debian with kernel headers) of the Vagrant backend."""
+
+    def main(self, *args: str) -> int:
+        if args:
+            print(f"kmh box: unknown command {args[0]!r}; see 'kmh box --help'", file=sys.stderr)
+            return 2
+        if not self.nested_command:
+            self.help()
+            return 2
+        return 0
+
+
+@BoxCommand.subcommand("build")
+class BoxBuild(cli.Application):
+    """Build the box of a Debian suite from Debian packages and add it to Vagrant (cached:
+    rebuilt only when its kernel or recipe changed, or with --rebuild). Needs root."""
+
+    kernel = cli.SwitchAttr(
+        "--kernel", cli.Set(*SUITE_GROUPS), default="bookworm", help="the suite whose kernel the box runs"
+    )
+    rebuild = cli.Flag("--rebuild", help="build again even when the cached box is up to date")
+
+    def main(self) -> int:
+        box = BoxBuilder(self.kernel).ensure(rebuild=self.rebuild)
+        print(f"{box.name}\t{box.release}")
+        return 0
+
+
+@BoxCommand.subcommand("list")
+class BoxList(cli.Application):
+    """List the boxes kmh built."""
+
+    def main(self) -> int:
+        boxes = [box for suite in SUITE_GROUPS if (box := BoxBuilder(suite, progress=None).installed())]
+        if not boxes:
+            print("no boxes; build one with 'kmh box build'")
+            return 0
+        rows = [("BOX", "KERNEL", "BUILT", "BUILD SECONDS")]
+        rows += [(b.name, b.release, b.built, f"{sum(b.timings.values()):.0f}") for b in boxes]
+        print(format_table(rows))
+        return 0
+
+
+@BoxCommand.subcommand("remove")
+class BoxRemove(cli.Application):
+    """Remove the box of SUITE from Vagrant and libvirt's storage pool."""
+
+    def main(self, suite: str = "bookworm") -> int:
+        if suite not in SUITE_GROUPS:
+            print(f"kmh box remove: unknown suite {suite!r}", file=sys.stderr)
+            return 2
+        print(f"removed kmh/{suite}" if remove_box(suite) else f"no box for {suite}")
+        return 0
+
+
+@BoxCommand.subcommand("home")
+class BoxHome(cli.Application):
+    """Print the VAGRANT_HOME holding kmh's boxes (for plain 'vagrant up' with the shipped Vagrantfile)."""
+
+    def main(self) -> int:
+        print(vagrant_home())
+        return 0

@@ -1,0 +1,136 @@
+"""The Vagrant backend end to end: one real box VM builds, installs, loads and unloads modules.
+
+One VM serves the whole module (``vagrant up`` costs about a minute under TCG); its teardown
+checks that the domain and its volume are gone and that the host's interfaces, routes and libvirt
+networks are as they were before it came up. The timeout test poisons the VM, so it runs last.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from vagrant_helpers import host_network_state, libvirt_state
+
+from harness.errors import HarnessError
+from harness.templates import write_module
+from harness.vm.backend import VMBackend
+from harness.vm.vagrant.box import Box
+from harness.vm.vagrant.machine import VagrantVM
+
+pytestmark = pytest.mark.vagrant
+
+NETWORK_BEFORE: dict[str, object] = {}
+
+
+@pytest.fixture(scope="module")
+def vm(vagrant_box: Box) -> Iterator[VagrantVM]:
+    NETWORK_BEFORE.update(host_network_state())
+    libvirt_before = libvirt_state(vagrant_box)
+    machine = VagrantVM(box=vagrant_box)
+    try:
+        machine.start()
+        yield machine
+    finally:
+        machine.close()
+        assert libvirt_state(vagrant_box) == libvirt_before, "the VM's domain or volume was left behind"
+        assert host_network_state() == NETWORK_BEFORE, "the host's network changed after the Vagrant run"
+        print(f"Vagrant VM timings: {machine.timings}")
+
+
+def test_is_a_vm_backend(vm: VagrantVM) -> None:
+    assert isinstance(vm, VMBackend)
+
+
+def test_guest_is_the_box(vm: VagrantVM, vagrant_box: Box) -> None:
+    result = vm.run("uname -r; id -u; cat /proc/1/comm")
+    assert result.ok, result.stderr
+    assert result.stdout.split() == [vagrant_box.release, "0", "systemd"]
+    assert vm.run(["test", "-d", f"/lib/modules/{vagrant_box.release}/build"]).ok
+
+
+def test_host_network_unchanged_while_running(vm: VagrantVM) -> None:
+    assert host_network_state() == NETWORK_BEFORE
+
+
+def test_guest_has_no_way_out(vm: VagrantVM) -> None:
+    """restrict=on: the guest cannot even reach the host through QEMU's gateway (its forward port)."""
+    assert vm.port is not None
+    probe = f"timeout 5 bash -c 'exec 3<>/dev/tcp/10.0.2.2/{vm.port}'"
+    assert vm.run(probe, timeout=30).exit_code != 0
+
+
+def test_run_reports_exit_code_and_stderr(vm: VagrantVM) -> None:
+    result = vm.run("echo out; echo err >&2; exit 3")
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    assert result.crash is None
+
+
+def test_put_and_dmesg_since_mark(vm: VagrantVM, tmp_path: Path) -> None:
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(bytes(range(256)) * 4)
+    vm.put(payload, "/root/deep/dir/payload.bin", mode=0o600)
+    assert vm.run("stat -c %a /root/deep/dir/payload.bin").stdout.strip() == "600"
+    assert (
+        vm.run("md5sum < /root/deep/dir/payload.bin").stdout.split()[0]
+        == subprocess.run(["md5sum"], input=payload.read_bytes(), capture_output=True, check=True)
+        .stdout.split()[0]
+        .decode()
+    )
+    mark = vm.mark()
+    vm.run("echo kmh-vagrant-marker > /dev/kmsg")
+    assert [line for line in vm.dmesg(since=mark) if "kmh-vagrant-marker" in line]
+    assert not [line for line in vm.dmesg(since=vm.mark()) if "kmh-vagrant-marker" in line]
+
+
+def test_build_inside_and_modprobe(vm: VagrantVM, tmp_path: Path) -> None:
+    """hello and an exporter/consumer pair: kbuild in the box, .ko back on the host, modprobe there."""
+    sources = tmp_path / "src"
+    hello = write_module("hello", "kmh_vhello", sources / "kmh_vhello", {"greeting": "Hello from Vagrant"})
+    exporter = write_module("exporter", "kmh_vexp", sources / "kmh_vexp", {"value": 11})
+    consumer = write_module("consumer", "kmh_vcon", sources / "kmh_vcon", {"exporter_prefix": "kmh_vexp"})
+    dirs = [s.directory for s in (hello, exporter, consumer)]
+    built = vm.build(dirs, tmp_path / "ko")
+    assert [p.name for p in built] == ["kmh_vhello.ko", "kmh_vexp.ko", "kmh_vcon.ko"]
+    release = vm.run("uname -r").stdout.strip()
+    for ko in built:  # the host can inspect what the box built
+        assert ko.read_bytes()[:4] == b"\x7fELF"
+        vermagic = subprocess.run(["modinfo", "-F", "vermagic", str(ko)], capture_output=True, text=True)
+        assert vermagic.stdout.startswith(release + " ")
+        vm.put(ko, f"/lib/modules/{release}/extra/{ko.name}")
+    assert vm.run("depmod -a", timeout=120).ok
+
+    mark = vm.mark()
+    load = vm.run("modprobe kmh_vcon && modprobe kmh_vhello", timeout=60)
+    assert load.ok, load.stderr
+    loaded = vm.run("cut -d' ' -f1 /proc/modules").stdout.split()
+    assert {"kmh_vhello", "kmh_vexp", "kmh_vcon"} <= set(loaded)  # modprobe pulled the exporter in
+    log = "\n".join(vm.dmesg(since=mark))
+    assert "Hello from Vagrant" in log
+    assert "kmh_vcon" in log
+
+    mark = vm.mark()
+    unload = vm.run("modprobe -r kmh_vhello && modprobe -r kmh_vcon kmh_vexp", timeout=60)
+    assert unload.ok, unload.stderr
+    loaded = vm.run("cut -d' ' -f1 /proc/modules").stdout.split()
+    assert not {"kmh_vhello", "kmh_vexp", "kmh_vcon"} & set(loaded)
+    assert any("Goodbye" in line for line in vm.dmesg(since=mark))
+    assert not [c for c in (load.crash, unload.crash) if c]
+
+
+def test_build_failure_is_a_harness_error(vm: VagrantVM, tmp_path: Path) -> None:
+    broken = write_module("hello", "kmh_vbroken", tmp_path / "kmh_vbroken", {"fault": "compile-error"})
+    with pytest.raises(HarnessError, match="building kmh_vbroken inside the box failed") as caught:
+        vm.build(broken.directory)
+    assert "error" in caught.value.details
+
+
+def test_timeout_poisons(vm: VagrantVM) -> None:
+    result = vm.run("sleep 60", timeout=2)
+    assert result.timed_out and result.exit_code == -1
+    assert vm.poisoned
+    with pytest.raises(HarnessError, match="poisoned"):
+        vm.run("true")
+    assert vm.run("true", allow_poisoned=True).ok
