@@ -1,15 +1,19 @@
 """``kmh deps DIR [--symbols | --graph MODULE]``: depmod's modules.dep / modules.symbols, or one
 module's dependency tree.
 
-DIR is a module tree (``lib/modules/<release>``). The text is byte-identical to what
-``depmod -n`` writes for that tree; a dependency cycle is an error naming the cycle.
+DIR is a module tree (``lib/modules/<release>``), or the name of a kernel target, meaning its
+tree. The text is byte-identical to what ``depmod -n`` writes for that tree; a dependency cycle
+is an error naming the cycle.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from plumbum import cli
+
+from harness.errors import HarnessError
 
 
 class DepsCommand(cli.Application):
@@ -28,7 +32,7 @@ class DepsCommand(cli.Application):
     def main(self, directory: str) -> int:
         from harness.elf.depgraph import dependency_graph
 
-        graph = dependency_graph(directory)
+        graph = dependency_graph(_tree_path(directory))
         if self.graph is not None:
             module = graph.tree.find(self.graph)
             print(graph.tree_text(module))
@@ -41,3 +45,18 @@ class DepsCommand(cli.Application):
         out.write(graph.modules_symbols() if self.symbols else graph.modules_dep())
         out.flush()
         return 0
+
+
+def _tree_path(argument: str) -> Path:
+    """ARGUMENT as a directory, or the module tree of the kernel target it names."""
+    path = Path(argument)
+    if path.is_dir() or "/" in argument:
+        return path
+    from harness.kernels.store import KernelStore
+
+    try:
+        return KernelStore().get(argument).modules_dir
+    except HarnessError:
+        raise HarnessError(
+            f"{argument}: not a directory (expected a lib/modules/<release> tree) nor a kernel target"
+        ) from None

@@ -143,19 +143,25 @@ class DependencyGraph:
         return b"".join(lines)
 
     def tree_text(self, module: TreeModule) -> str:
-        """MODULE's dependency tree, one module a line, drawn with box characters."""
-        lines = [f"{module.name}  {module.relpath}"]
+        """MODULE's dependency tree, one module a line, drawn with box characters.
 
-        def draw(current: TreeModule, indent: str, ancestors: tuple[str, ...]) -> None:
+        Each module's own dependencies are drawn once; later mentions say "(see above)".
+        """
+        lines = [f"{module.name}  {module.relpath}"]
+        expanded = {module.name}
+
+        def draw(current: TreeModule, indent: str) -> None:
             deps = self.direct[current.name]
             for number, dep in enumerate(deps):
                 last = number == len(deps) - 1
-                branch = "└── " if last else "├── "
-                lines.append(f"{indent}{branch}{dep.name}  {dep.relpath}")
-                if dep.name not in ancestors:
-                    draw(dep, indent + ("    " if last else "│   "), (*ancestors, dep.name))
+                repeat = dep.name in expanded and bool(self.direct[dep.name])
+                suffix = "  (see above)" if repeat else ""
+                lines.append(f"{indent}{'└── ' if last else '├── '}{dep.name}  {dep.relpath}{suffix}")
+                if dep.name not in expanded:
+                    expanded.add(dep.name)
+                    draw(dep, indent + ("    " if last else "│   "))
 
-        draw(module, "", (module.name,))
+        draw(module, "")
         return "\n".join(lines)
 
 

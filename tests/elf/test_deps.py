@@ -186,3 +186,11 @@ def test_deps_of_a_non_tree_is_a_user_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = run_kmh("deps", str(tmp_path / "empty"))
     assert result.returncode == 2 and b"no kernel modules" in result.stderr
+
+
+def test_deps_accepts_a_kernel_target_name(kernel_61: KernelTarget) -> None:
+    result = run_kmh("deps", "bookworm", "--graph", "uas")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "uas  kernel/drivers/usb/storage/uas.ko"
+    assert "├── scsi_mod  kernel/drivers/scsi/scsi_mod.ko  (see above)" in lines
