@@ -19,6 +19,8 @@ from harness.lifecycle.guest import ProcModule, explain_error, find_module
 from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.spec import ModuleSpec
 from harness.lifecycle.state import KALLSYMS_COMMAND, SNAPSHOT_COMMAND, Snapshot, diff
+from harness.netcheck import NetReport, check_links
+from harness.netcheck.run import Phase
 from harness.vm.backend import VMBackend
 from harness.vm.result import CommandResult
 
@@ -223,8 +225,18 @@ class GuestCycle:
             found, why = self._check_holders(held, holders)
             problems += found
             notes.append(why)
+        net: NetReport | None = None
+        if expect.links:
+            net = self._netcheck("loaded")
+            if net.crash is not None:
+                return _net_crash("verify", net, "\n".join(problems))
+            problems += net.problems
+            notes.append(net.summary())
         if problems:
-            evidence = "\n".join(problems) + "\n--- kernel log since load ---\n" + _tail(log)
+            evidence = "\n".join(problems)
+            if net is not None:
+                evidence += "\n--- netlink checks ---\n" + net.describe()
+            evidence += "\n--- kernel log since load ---\n" + _tail(self._dmesg(self._load_mark))
             return StepResult("verify", "fail", message=problems[0], evidence=evidence)
         return StepResult("verify", "pass", message="; ".join(notes))
 
@@ -342,16 +354,32 @@ class GuestCycle:
                     removed.append(name)
         return removed
 
+    def _netcheck(self, phase: Phase) -> NetReport:
+        """The spec's links checked over rtnetlink in the guest (Python takes a few seconds here)."""
+        return check_links(self.vm, self.spec.expect.links, phase, timeout=max(self.spec.timeout, 120))
+
     def _cleanup(self) -> StepResult:
         after = self._snapshot(kallsyms=True)
         changes = diff(self._before, after)
-        if changes.clean:
-            self.clean_state = after
+        text = changes.describe()
+        if self.spec.expect.links:
+            # Asked even when the diff already shows leftovers: a link that outlived its driver
+            # is what netlink must not report (and asking may be what brings the kernel down).
+            net = self._netcheck("unloaded")
+            if net.crash is not None:
+                return _net_crash("cleanup", net, text)
+            if not net.ok:
+                problems = "\n".join(net.problems)
+                self.reusable = False
+                evidence = "\n".join(filter(None, [text, problems, net.describe()]))
+                message = (text or problems).splitlines()[0]
+                return StepResult("cleanup", "fail", message=message, evidence=evidence)
         if not changes.clean:
             self.reusable = False
-            text = changes.describe()
             return StepResult("cleanup", "fail", message=text.splitlines()[0], evidence=text)
-        return StepResult("cleanup", "pass", message="nothing left behind")
+        self.clean_state = after
+        gone = f"; {len(self.spec.expect.links)} link(s) gone from netlink" if self.spec.expect.links else ""
+        return StepResult("cleanup", "pass", message=f"nothing left behind{gone}")
 
     def _reload(self) -> StepResult:
         if not self.spec.expect.reload:
@@ -365,6 +393,17 @@ class GuestCycle:
         if unloaded.status != "pass":
             return unloaded
         return StepResult("reload", "pass", message="loaded and unloaded a second time")
+
+
+def _net_crash(step: str, net: NetReport, found: str) -> StepResult:
+    """The netlink check took the kernel down: report the crash, with what was found before it."""
+    assert net.crash is not None
+    message = f"netlink check ({net.phase}) crashed the kernel: {net.crash.summary()}"
+    if found:
+        message = f"{found.splitlines()[0]}; {message}"
+    oops = "\n".join(list(net.crash.lines)[:EVIDENCE_LINES])  # its head: the BUG line, RIP, trace
+    evidence = "\n".join(filter(None, [found, message, oops]))
+    return StepResult(step, "crash", message=message, evidence=evidence, crash=net.crash)
 
 
 def _tail(lines: list[str] | tuple[str, ...], count: int = EVIDENCE_LINES) -> str:

@@ -97,7 +97,7 @@ class Runner:
         jobs: int = 1,
         werror: bool = False,
         isolate: bool = False,
-        vm_factory: Callable[[KernelTarget, tuple[str, ...]], object] | None = None,
+        vm_factory: Callable[..., object] | None = None,
         on_step: StepCallback | None = None,
         on_finished: RunCallback | None = None,
     ) -> None:
@@ -117,7 +117,7 @@ class Runner:
         with ThreadPoolExecutor(max_workers=4) as booter:
             for kernel in _unique_kernels(item.kernel for item in plan.items):
                 debian = _debian_modules(plan, kernel)
-                self._prewarmed[kernel.release] = booter.submit(self.vm_factory, kernel, debian)
+                self._prewarmed[kernel.release] = booter.submit(self._new_vm, kernel, debian, plan)
             try:
                 return self._execute(plan)
             finally:
@@ -271,9 +271,10 @@ class Runner:
         pending: queue.Queue[tuple[PlannedRun, GuestModules]] = queue.Queue()
         for entry in work:
             pending.put(entry)
-        debian = _debian_modules(Plan([item for item, _ in work]), kernel)
+        plan = Plan([item for item, _ in work])
+        debian = _debian_modules(plan, kernel)
         workers = [
-            threading.Thread(target=self._worker, args=(kernel, debian, pending), daemon=True)
+            threading.Thread(target=self._worker, args=(kernel, debian, pending, plan), daemon=True)
             for _ in range(min(self.jobs, len(work)))
         ]
         for worker in workers:
@@ -281,7 +282,18 @@ class Runner:
         for worker in workers:
             worker.join()
 
-    def _worker(self, kernel: KernelTarget, debian: tuple[str, ...], pending: queue.Queue) -> None:
+    def _new_vm(self, kernel: KernelTarget, debian: tuple[str, ...], plan: Plan):  # type: ignore[no-untyped-def]
+        """A VM for this kernel; with the Python layer only when a spec of the plan checks links.
+
+        ``python=True`` is passed only then, so factories written before it existed keep working.
+        """
+        if any(item.kernel == kernel and item.spec.needs_python for item in plan.items):
+            return self.vm_factory(kernel, debian, python=True)
+        return self.vm_factory(kernel, debian)
+
+    def _worker(
+        self, kernel: KernelTarget, debian: tuple[str, ...], pending: queue.Queue, plan: Plan
+    ) -> None:
         vm = None
         known_state: Snapshot | None = None
         try:
@@ -293,7 +305,7 @@ class Runner:
                 started = time.monotonic()
                 try:
                     if vm is None:
-                        vm = self._take_prewarmed(kernel) or self.vm_factory(kernel, debian)
+                        vm = self._take_prewarmed(kernel) or self._new_vm(kernel, debian, plan)
                     cycle = GuestCycle(
                         vm, item.spec, item.run, modules, kernel.release, self._guest_step, known_state
                     )
@@ -390,9 +402,9 @@ def _tail(log: str, lines: int = 30) -> str:
     return "\n".join(log.rstrip().splitlines()[-lines:])
 
 
-def _qemu_vm(kernel: KernelTarget, debian: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def _qemu_vm(kernel: KernelTarget, debian: tuple[str, ...], python: bool = False):  # type: ignore[no-untyped-def]
     from harness.vm.qemu import VM, VMConfig
 
-    vm = VM(kernel, VMConfig(extra_modules=debian))
+    vm = VM(kernel, VMConfig(extra_modules=debian, python=python))
     vm.start()
     return vm

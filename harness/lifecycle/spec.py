@@ -33,6 +33,17 @@ A spec is a TOML file (one per module, in ``modules/`` for the shipped ones)::
     exercise_output = "^hi$"
     reload = true               # load and unload a second time
 
+    [[expect.links]]            # a network interface the module registers, checked over rtnetlink
+    name = "kmhnet0"            # (in the guest, with Debian's python3 + pyroute2: specs with links
+    mac = "02:6b:6d:68:00:00"   #  boot a VM with the Python layer). All keys but name are optional:
+    mtu = 1500                  # MTU right after loading
+    up = true                   # can be brought up (and is brought down again afterwards)
+    set_mtu = 9000              # an MTU the driver must accept
+    refuse_mtu = 9001           # an MTU the kernel must refuse; its error (and extack) is reported
+    tx_count = 10               # send 10 raw frames (AF_PACKET): tx_packets must rise by exactly 10
+                                # After unload, every listed link must be gone (checked in cleanup).
+                                # Inline form: links = [{ name = "kmhnet0", mtu = 1500 }, ...]
+
     [outcome]                   # what the harness's own tests expect of this spec
     verdict = "pass"
     step = "load"
@@ -51,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.netcheck.model import LinkExpectation, link_from_table
 from harness.templates import get_template, render
 
 METHODS = ("insmod", "modprobe")
@@ -91,6 +103,8 @@ class Expectations:
     exercise: str = ""
     exercise_output: str = ""
     reload: bool = True
+    #: Network interfaces checked over rtnetlink while loaded, and checked gone after unload.
+    links: tuple[LinkExpectation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,11 @@ class ModuleSpec:
     @property
     def name(self) -> str:
         return self.module.name
+
+    @property
+    def needs_python(self) -> bool:
+        """The netlink checks run with Python in the guest (an optional, slower-booting layer)."""
+        return bool(self.expect.links)
 
     def load_arguments(self) -> list[str]:
         """Module parameters as ``key=value`` words for insmod/modprobe."""
@@ -230,6 +249,11 @@ def _expectations(data: dict[str, Any], where: str) -> Expectations:
             values[key] = str(value)
         elif key == "reload":
             values[key] = bool(value)
+        elif key == "links":
+            values[key] = tuple(
+                link_from_table(item, f"{where} links[{index}]")
+                for index, item in enumerate(_list(value, f"{where} links"))
+            )
         else:
             values[key] = tuple(str(item) for item in _list(value, f"{where} {key}"))
     for pattern in (
