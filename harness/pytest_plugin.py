@@ -11,6 +11,15 @@ imports pytest. A driver developer writes::
 
 or ``@pytest.mark.kmh_module(template="chardev", name="mychr", params={...})`` for a generated
 one. ``--kmh-kernel`` chooses the kernel target (default bookworm).
+
+Network drivers are checked over rtnetlink inside the guest (pyroute2, the same check as a spec's
+``[[expect.links]]``) with ``kmh_net_vm`` (a VM with the Python layer) and ``kmh_netcheck``::
+
+    def test_mynet(kmh_net_vm, kmh_module, kmh_netcheck):
+        kmh_net_vm.put(kmh_module.path, "/tmp/mynet.ko")
+        assert kmh_net_vm.run("/sbin/insmod /tmp/mynet.ko").ok
+        report = kmh_netcheck([{"name": "mynet0", "mtu": 1500, "up": True, "tx_count": 5}])
+        assert report.ok, report.describe()
 """
 
 from __future__ import annotations
@@ -128,3 +137,35 @@ def kmh_dmesg(kmh_vm) -> Callable[[], list[str]]:  # type: ignore[no-untyped-def
     """A function returning the kernel log lines logged since the test started."""
     mark = kmh_vm.mark()
     return lambda: kmh_vm.dmesg(since=mark)
+
+
+@pytest.fixture(scope="module")
+def kmh_net_vm(kmh_kernel: KernelTarget) -> Iterator[object]:
+    """Like ``kmh_vm``, with Debian's python3 + pyroute2 in the guest for ``kmh_netcheck``."""
+    from harness.vm.qemu import VM, VMConfig
+
+    vm = VM(kmh_kernel, VMConfig(python=True))
+    vm.start()
+    try:
+        yield vm
+    finally:
+        vm.close()
+
+
+@pytest.fixture
+def kmh_netcheck(kmh_net_vm) -> Callable[..., object]:  # type: ignore[no-untyped-def]
+    """``check(links, phase="loaded")``: links (dicts with the spec's keys, or LinkExpectation)
+    checked over rtnetlink in ``kmh_net_vm``; returns a NetReport (``.ok``, ``.describe()``)."""
+    from harness.netcheck import LinkExpectation, check_links, link_from_table
+
+    def check(links: list, phase: str = "loaded") -> object:
+        wanted = [
+            link if isinstance(link, LinkExpectation) else link_from_table(link, "kmh_netcheck")
+            for link in links
+        ]
+        try:
+            return check_links(kmh_net_vm, wanted, phase)  # type: ignore[arg-type]
+        except HarnessError as error:
+            pytest.fail(f"kmh: {error.message}", pytrace=False)
+
+    return check
