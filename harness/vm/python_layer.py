@@ -21,6 +21,7 @@ libraries, and shared by every kernel target (nothing in it depends on the kerne
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -91,18 +92,33 @@ def _archive():  # type: ignore[no-untyped-def]
 
 
 def resolve_packages() -> list[tuple[str, str]]:
-    """The newest version of each package in the archive (package lists refreshed when stale)."""
+    """The newest version of each package in the archive (package lists refreshed when stale).
+
+    apt-cache takes about a second per package here, and this runs at every Python VM start, so
+    the answer is remembered until the package lists change.
+    """
     archive = _archive()
     try:
         archive.update()
     except HarnessError:
         pass  # offline: the lists we already have still name versions we may have downloaded
+    stamp = archive.state_dir / "updated"
+    lists = str(stamp.stat().st_mtime_ns) if stamp.exists() else ""
+    remembered = cache_root() / "images" / "python-packages.json"
+    try:
+        saved = json.loads(remembered.read_text())
+        if lists and saved["lists"] == lists and saved["names"] == list(PACKAGES):
+            return [(name, version) for name, version in saved["packages"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     resolved = []
     for package in PACKAGES:
         versions = archive.versions(package)
         if not versions:
             raise HarnessError(f"the Debian archive offers no {package}; the guest Python layer needs it")
         resolved.append((package, versions[0].version))
+    remembered.parent.mkdir(parents=True, exist_ok=True)
+    remembered.write_text(json.dumps({"lists": lists, "names": list(PACKAGES), "packages": resolved}))
     return resolved
 
 
