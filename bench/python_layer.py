@@ -1,0 +1,96 @@
+"""What the optional Python layer costs a VM, measured in one run (medians, interleaved rounds).
+
+    python bench/python_layer.py [--kernel bookworm] [--kernel bookworm-backports] [-n 5]
+
+boot-to-ready      VM.start() until the agent's ready message, without / with the Python layer
+start()            the whole VM.start(): image assembly (concatenating the layers) and boot
+initramfs          bytes of the assembled image
+python -c pass     first interpreter start in a fresh guest (with the layer)
+import pyroute2    first ``from pyroute2 import IPRoute`` in a fresh guest, what every netlink check pays
+
+Rounds alternate plain and Python boots so both see the same machine load. The layer is built
+(and cached) before timing starts: its one-off build is reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from harness.kernels.store import KernelStore
+from harness.kernels.target import KernelTarget
+from harness.vm import image
+from harness.vm.python_layer import GUEST_PYTHON, python_layer
+from harness.vm.qemu import VM, VMConfig
+
+IMPORT = f"{GUEST_PYTHON} -c 'from pyroute2 import IPRoute'"
+
+
+def measure(kernel: KernelTarget, rounds: int) -> dict[str, list[float]]:
+    """Interleaved plain and Python boots of KERNEL; every figure is a list of samples (seconds)."""
+    figures: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        figures.setdefault(name, []).append(value)
+
+    for _ in range(rounds):
+        for python in (False, True):
+            label = "python" if python else "plain"
+            started = time.monotonic()
+            with VM(kernel, VMConfig(python=python)) as vm:
+                add(f"start() {label}", time.monotonic() - started)
+                add(f"boot-to-ready {label}", vm.boot_seconds)
+                if python:
+                    started = time.monotonic()
+                    assert vm.run(f"{GUEST_PYTHON} -c pass", timeout=60).ok
+                    add("python -c pass", time.monotonic() - started)
+            if python:
+                with VM(kernel, VMConfig(python=True)) as vm:
+                    started = time.monotonic()
+                    result = vm.run(IMPORT, timeout=120)
+                    assert result.ok, result
+                    add("import pyroute2", time.monotonic() - started)
+    return figures
+
+
+def image_size(kernel: KernelTarget, python: bool) -> int:
+    layers = [image.base_layer(kernel), image.modules_layer(kernel)]
+    if python:
+        layers.append(python_layer())
+    return sum(layer.stat().st_size for layer in layers)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--kernel", action="append", help="kernel target (repeatable); default bookworm")
+    parser.add_argument("-n", "--rounds", type=int, default=5)
+    args = parser.parse_args()
+    started = time.monotonic()
+    layer = python_layer()
+    print(f"python layer: {layer.stat().st_size / 1e6:.1f} MB ({time.monotonic() - started:.1f} s to get)")
+    store = KernelStore()
+    print(f"{'kernel':22} {'figure':24} {'median':>8} {'min':>8} {'max':>8}")
+    for name in args.kernel or ["bookworm"]:
+        kernel = store.ensure(name)
+        figures = measure(kernel, args.rounds)
+        for figure, values in figures.items():
+            print(
+                f"{kernel.release:22} {figure:24} {statistics.median(values):7.2f}s "
+                f"{min(values):7.2f}s {max(values):7.2f}s"
+            )
+        for label in ("boot-to-ready", "start()"):
+            cost = statistics.median(figures[f"{label} python"]) - statistics.median(
+                figures[f"{label} plain"]
+            )
+            print(f"{kernel.release:22} {'cost ' + label:24} {cost:+7.2f}s")
+        plain, python = image_size(kernel, False), image_size(kernel, True)
+        print(f"{kernel.release:22} {'initramfs plain/python':24} {plain / 1e6:6.1f}MB {python / 1e6:6.1f}MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
