@@ -141,7 +141,9 @@ class VM:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def __enter__(self) -> VM:
-        self.start()
+        """Boot (unless ``start`` already did); the VM is closed when the block ends."""
+        if self._proc is None:
+            self.start()
         return self
 
     def __exit__(

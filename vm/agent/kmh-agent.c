@@ -244,17 +244,28 @@ static void do_exec(char *payload, uint32_t len, int sigfd)
 	close(err[1]);
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
 	fcntl(err[0], F_SETFL, O_NONBLOCK);
-	int code = -1, exited = 0;
+	int code = -1, exited = 0, killed = 0;
 	struct pollfd fds[5] = {
 		{ out[0], POLLIN, 0 }, { err[0], POLLIN, 0 }, { sigfd, POLLIN, 0 },
 		{ port, POLLIN, 0 },   { kmsg, POLLIN, 0 },
 	};
 	char buf[65536];
-	while (!exited || fds[0].fd >= 0 || fds[1].fd >= 0) {
-		/* Once the command exited, only drain what its pipes already hold. */
-		int n = poll(fds, 5, exited ? 0 : -1);
+	for (;;) {
+		/*
+		 * Done when the command exited and its pipes are drained; but after a kill request,
+		 * only when its whole process group is gone: a shell dies at once while the insmod
+		 * it started may be stuck in the kernel, and that must read as "still running".
+		 */
+		int group_alive = killed && exited && kill(-pid, 0) == 0;
+		if (exited && fds[0].fd < 0 && fds[1].fd < 0 && !group_alive)
+			break;
+		int n = poll(fds, 5, group_alive ? 100 : exited ? 0 : -1);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n == 0 && group_alive) {
+			kill(-pid, SIGKILL);
+			continue;
+		}
 		if (n <= 0)
 			break;
 		for (int i = 0; i < 2; i++) {
@@ -270,7 +281,8 @@ static void do_exec(char *payload, uint32_t len, int sigfd)
 		}
 		if (fds[2].revents) {
 			struct signalfd_siginfo si;
-			(void)!read(sigfd, &si, sizeof si);
+			while (read(sigfd, &si, sizeof si) > 0)
+				;
 			int status;
 			pid_t w;
 			while ((w = waitpid(-1, &status, WNOHANG)) > 0) {
@@ -279,21 +291,21 @@ static void do_exec(char *payload, uint32_t len, int sigfd)
 				exited = 1;
 				code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 			}
-			if (exited)
-				fds[2].fd = fds[3].fd = fds[4].fd = -1;
 		}
-		if (fds[3].fd >= 0 && fds[3].revents) {
+		if (fds[3].revents) {
 			char type, *p;
 			uint32_t plen;
 			if (read_frame(&type, &p, &plen))
 				die("host closed the channel");
-			if (type == 'K')
+			if (type == 'K') {
+				killed = 1;
 				kill(-pid, atoi(p) > 0 ? atoi(p) : SIGKILL);
-			else if (type == 'D')
+			} else if (type == 'D') {
 				flush_kmsg(), send_frame('D', "", 0);
+			}
 			free(p);
 		}
-		if (fds[4].fd >= 0 && fds[4].revents)
+		if (fds[4].revents)
 			flush_kmsg();
 	}
 	for (int i = 0; i < 2; i++)

