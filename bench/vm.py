@@ -7,6 +7,8 @@ rtt true          one vm.run(["true"]) round trip (fork+exec in the guest)
 rtt sh -c true    one vm.run("true") round trip through the guest shell
 hello cycle       in a running VM: upload hello.ko + insmod + grep /proc/modules + rmmod
 cold vm run       the whole `kmh vm run -- true` process: image assembly, boot, run, poweroff
+boot plain/python boot-to-ready without / with the optional Python layer (netlink checks),
+                  interleaved rounds; "python cost" is the median of the per-round differences
 """
 
 from __future__ import annotations
@@ -77,6 +79,21 @@ def measure(kernel: KernelTarget, rounds: int) -> dict[str, list[float]]:
     return figures
 
 
+def measure_python_layer(kernel: KernelTarget, rounds: int) -> dict[str, list[float]]:
+    """Boot cost of the Python layer: plain and Python boots alternate, so both see the same load."""
+    from harness.vm import VMConfig
+    from harness.vm.python_layer import python_layer
+
+    python_layer()  # built and cached before timing
+    figures: dict[str, list[float]] = {"boot plain": [], "boot python": [], "python cost": []}
+    for _ in range(rounds):
+        for python in (False, True):
+            with VM(kernel, VMConfig(python=python)) as vm:
+                figures["boot python" if python else "boot plain"].append(vm.boot_seconds)
+        figures["python cost"].append(figures["boot python"][-1] - figures["boot plain"][-1])
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,7 +105,8 @@ def main() -> int:
     print(f"{'kernel':22} {'figure':16} {'median':>10} {'min':>10} {'max':>10} {'target':>8}")
     for name in args.kernel or ["bookworm"]:
         kernel = store.ensure(name)
-        for figure, values in measure(kernel, args.rounds).items():
+        figures = {**measure(kernel, args.rounds), **measure_python_layer(kernel, args.rounds)}
+        for figure, values in figures.items():
             target = TARGETS.get(figure)
             unit, scale = ("ms", 1000) if statistics.median(values) < 1 else ("s", 1)
             verdict = "" if target is None else ("ok" if statistics.median(values) <= target else "MISS")
