@@ -259,7 +259,7 @@ def _combined_graph(
         for extra in ModuleTree.scan(directory).modules:
             modules.pop(extra.name, None)
             modules[extra.name] = extra
-    me = TreeModule(name, os.fspath(ko_path), ko_path)
+    me = TreeModule(name, os.fspath(ko_path), os.fspath(ko_path))
     me.exports, me.needs = module_facts(ko_path)
     modules.pop(name, None)
     modules[name] = me

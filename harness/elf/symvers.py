@@ -8,16 +8,15 @@ kernel exports without booting it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from harness.errors import HarnessError
 
 VMLINUX = "vmlinux"
 
 
-@dataclass(frozen=True, slots=True)
-class SymversEntry:
+class SymversEntry(NamedTuple):
     """One exported symbol of a kernel build."""
 
     name: str

@@ -25,8 +25,8 @@ def _cache_file(root: Path) -> Path:
     return cache_root() / "elf" / f"tree-{digest}.pickle"
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    stat = path.stat()
+def _stamp(path: str) -> tuple[int, int, int]:
+    stat = os.stat(path)
     return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
@@ -45,7 +45,7 @@ def cached_tree(root: Path | str) -> ModuleTree:
     stale: list[TreeModule] = []
     stamps = {}
     for module in tree.modules:
-        stamp = _stamp(module.path)
+        stamp = _stamp(module.location)
         stamps[module.relpath] = stamp
         entry = entries.get(module.relpath)
         if entry is not None and entry[0] == stamp:
