@@ -7,6 +7,7 @@ start()            the whole VM.start(): image assembly (concatenating the layer
 initramfs          bytes of the assembled image
 python -c pass     first interpreter start in a fresh guest (with the layer)
 import pyroute2    first ``from pyroute2 import IPRoute`` in a fresh guest, what every netlink check pays
+cost ...           per round, the Python boot minus the plain boot just before it (paired)
 
 Rounds alternate plain and Python boots so both see the same machine load. The layer is built
 (and cached) before timing starts: its one-off build is reported separately.
@@ -46,6 +47,9 @@ def measure(kernel: KernelTarget, rounds: int) -> dict[str, list[float]]:
                     started = time.monotonic()
                     assert vm.run(f"{GUEST_PYTHON} -c pass", timeout=60).ok
                     add("python -c pass", time.monotonic() - started)
+        # Paired: this round's Python boot minus this round's plain boot (load drifts between rounds).
+        for label in ("boot-to-ready", "start()"):
+            add(f"cost {label}", figures[f"{label} python"][-1] - figures[f"{label} plain"][-1])
             if python:
                 with VM(kernel, VMConfig(python=True)) as vm:
                     started = time.monotonic()
@@ -82,11 +86,6 @@ def main() -> int:
                 f"{kernel.release:22} {figure:24} {statistics.median(values):7.2f}s "
                 f"{min(values):7.2f}s {max(values):7.2f}s"
             )
-        for label in ("boot-to-ready", "start()"):
-            cost = statistics.median(figures[f"{label} python"]) - statistics.median(
-                figures[f"{label} plain"]
-            )
-            print(f"{kernel.release:22} {'cost ' + label:24} {cost:+7.2f}s")
         plain, python = image_size(kernel, False), image_size(kernel, True)
         print(f"{kernel.release:22} {'initramfs plain/python':24} {plain / 1e6:6.1f}MB {python / 1e6:6.1f}MB")
     return 0
