@@ -8,6 +8,7 @@ from plumbum import cli
 
 from harness.commands.common import format_table
 from harness.kernels.apt import SUITE_GROUPS
+from harness.vm.vagrant.access import blocking_directory
 from harness.vm.vagrant.box import BoxBuilder, remove_box
 from harness.vm.vagrant.env import vagrant_home
 
@@ -38,6 +39,15 @@ class BoxBuild(cli.Application):
     def main(self) -> int:
         box = BoxBuilder(self.kernel).ensure(rebuild=self.rebuild)
         print(f"{box.name}\t{box.release}")
+        blocked = blocking_directory(box.kernel)
+        if blocked is not None:
+            # kmh's own VMs copy the kernel out; a plain `vagrant up` boots it from the box folder.
+            print(
+                f"kmh: note: libvirt's QEMU user cannot enter {blocked}, so a plain 'vagrant up' with "
+                "this box fails to read its kernel; kmh's own VMs are not affected. For plain Vagrant, "
+                "set KMH_VAGRANT_HOME to a directory that user can search and build again.",
+                file=sys.stderr,
+            )
         return 0
 
 

@@ -2,7 +2,7 @@
 
 One VM serves the whole module (``vagrant up`` costs about a minute under TCG); its teardown
 checks that the domain and its volume are gone and that the host's interfaces, routes and libvirt
-networks are as they were before it came up. The timeout test poisons the VM, so it runs last.
+networks are as they were before it came up. The timeout and oops tests poison the VM, so they run last.
 """
 
 from __future__ import annotations
@@ -85,17 +85,26 @@ def test_put_and_dmesg_since_mark(vm: VagrantVM, tmp_path: Path) -> None:
     assert not [line for line in vm.dmesg(since=vm.mark()) if "kmh-vagrant-marker" in line]
 
 
-def test_build_inside_and_modprobe(vm: VagrantVM, tmp_path: Path) -> None:
-    """hello and an exporter/consumer pair: kbuild in the box, .ko back on the host, modprobe there."""
-    sources = tmp_path / "src"
-    hello = write_module("hello", "kmh_vhello", sources / "kmh_vhello", {"greeting": "Hello from Vagrant"})
-    exporter = write_module("exporter", "kmh_vexp", sources / "kmh_vexp", {"value": 11})
-    consumer = write_module("consumer", "kmh_vcon", sources / "kmh_vcon", {"exporter_prefix": "kmh_vexp"})
-    dirs = [s.directory for s in (hello, exporter, consumer)]
-    built = vm.build(dirs, tmp_path / "ko")
-    assert [p.name for p in built] == ["kmh_vhello.ko", "kmh_vexp.ko", "kmh_vcon.ko"]
+@pytest.fixture(scope="module")
+def built(vm: VagrantVM, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """hello, an exporter/consumer pair and an oopsing module, built in one kbuild run in the box."""
+    sources = tmp_path_factory.mktemp("vagrant-src")
+    modules = [
+        write_module("hello", "kmh_vhello", sources / "kmh_vhello", {"greeting": "Hello from Vagrant"}),
+        write_module("exporter", "kmh_vexp", sources / "kmh_vexp", {"value": 11}),
+        write_module("consumer", "kmh_vcon", sources / "kmh_vcon", {"exporter_prefix": "kmh_vexp"}),
+        write_module("hello", "kmh_voops", sources / "kmh_voops", {"fault": "null-deref-init"}),
+    ]
+    kos = vm.build([m.directory for m in modules], tmp_path_factory.mktemp("vagrant-ko"))
+    return {ko.stem: ko for ko in kos}
+
+
+def test_build_inside_and_modprobe(vm: VagrantVM, built: dict[str, Path]) -> None:
+    """kbuild in the box, .ko back on the host, installed into extra/, modprobe'd and removed."""
+    assert list(built) == ["kmh_vhello", "kmh_vexp", "kmh_vcon", "kmh_voops"]
+    built = {name: built[name] for name in ("kmh_vhello", "kmh_vexp", "kmh_vcon")}
     release = vm.run("uname -r").stdout.strip()
-    for ko in built:  # the host can inspect what the box built
+    for ko in built.values():  # the host can inspect what the box built
         assert ko.read_bytes()[:4] == b"\x7fELF"
         vermagic = subprocess.run(["modinfo", "-F", "vermagic", str(ko)], capture_output=True, text=True)
         assert vermagic.stdout.startswith(release + " ")
@@ -123,14 +132,24 @@ def test_build_inside_and_modprobe(vm: VagrantVM, tmp_path: Path) -> None:
 def test_build_failure_is_a_harness_error(vm: VagrantVM, tmp_path: Path) -> None:
     broken = write_module("hello", "kmh_vbroken", tmp_path / "kmh_vbroken", {"fault": "compile-error"})
     with pytest.raises(HarnessError, match="building kmh_vbroken inside the box failed") as caught:
-        vm.build(broken.directory)
+        vm.build(broken.directory, tmp_path / "ko")
     assert "error" in caught.value.details
 
 
-def test_timeout_poisons(vm: VagrantVM) -> None:
-    result = vm.run("sleep 60", timeout=2)
-    assert result.timed_out and result.exit_code == -1
-    assert vm.poisoned
+def test_oops_is_reported_from_the_console(vm: VagrantVM, built: dict[str, Path]) -> None:
+    """An oops in a module's init comes back as the command's crash, read from the serial console."""
+    vm.put(built["kmh_voops"], "/root/kmh_voops.ko", mode=0o600)
+    result = vm.run("insmod /root/kmh_voops.ko", timeout=60)
+    assert result.exit_code != 0
+    assert result.crash is not None and result.crash.kind == "oops", vm.console[-3000:]
+    assert result.crash.module == "kmh_voops"
+    assert vm.poisoned and vm.crash == result.crash
     with pytest.raises(HarnessError, match="poisoned"):
         vm.run("true")
-    assert vm.run("true", allow_poisoned=True).ok
+    assert vm.run("true", allow_poisoned=True).ok  # still alive enough to gather evidence
+
+
+def test_timeout_is_a_crash(vm: VagrantVM) -> None:
+    result = vm.run("sleep 60", timeout=2, allow_poisoned=True)
+    assert result.timed_out and result.exit_code == -1
+    assert result.duration < 10

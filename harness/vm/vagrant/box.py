@@ -57,7 +57,7 @@ BOX_PACKAGES = (
 )
 DISK_GIB = 8
 #: The files of ``vm/box`` that shape the box (the set-up script there does not).
-RECIPE_FILES = ("customize", "Vagrantfile")
+RECIPE_FILES = ("essential", "customize", "Vagrantfile")
 BOX_FILES = ("metadata.json", "Vagrantfile", "info.json", "box.img", "vmlinuz", "initrd.img", "vagrant_key")
 
 
@@ -235,6 +235,7 @@ class BoxBuilder:
             "--dpkgopt=path-include=/usr/share/doc/*/copyright",
             "--dpkgopt=path-exclude=/usr/share/man/*",
             "--dpkgopt=path-exclude=/usr/share/locale/*",
+            f'--essential-hook={shlex.quote(str(BOX_RECIPE_DIR / "essential"))} "$1"',
             f'--customize-hook={shlex.quote(str(BOX_RECIPE_DIR / "customize"))} "$1"',
             "bookworm",
             str(rootfs),
@@ -276,6 +277,26 @@ class BoxBuilder:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def box_for(spec: str, *, progress: Progress | None = say) -> Box:
+    """The box that runs the kernel SPEC: a suite (built if needed) or the exact release of a built box.
+
+    A box carries one kernel, its suite's current one, so an exact release is accepted only when
+    a built box runs it (``kmh box build --kernel SUITE`` makes one).
+    """
+    suite = spec.partition(":")[0]
+    if suite in SUITE_GROUPS:
+        return BoxBuilder(suite, progress=progress).ensure(check_inputs=False)
+    boxes = [box for name in SUITE_GROUPS if (box := BoxBuilder(name, progress=None).installed())]
+    for box in boxes:
+        if box.release == spec:
+            return box
+    have = ", ".join(f"{box.suite} ({box.release})" for box in boxes) or "none yet"
+    raise HarnessError(
+        f"no Vagrant box runs kernel {spec!r}; boxes run their suite's kernel: {have}. "
+        f"Use a suite ({', '.join(SUITE_GROUPS)}) with the Vagrant backend"
+    )
 
 
 def remove_box(suite: str) -> bool:

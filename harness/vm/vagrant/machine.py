@@ -25,6 +25,7 @@ from plumbum import ProcessTimedOut
 
 from harness.errors import HarnessError
 from harness.kernels.unpack import say
+from harness.paths import cache_root
 from harness.vm import accel
 from harness.vm.backend import LogMark
 from harness.vm.console import parse_crashes, primary
@@ -33,7 +34,7 @@ from harness.vm.kmsg import parse_record
 from harness.vm.result import NO_EXIT, CommandResult
 from harness.vm.vagrant import pool
 from harness.vm.vagrant.access import check_qemu_can_reach
-from harness.vm.vagrant.box import Box, BoxBuilder
+from harness.vm.vagrant.box import Box, box_for
 from harness.vm.vagrant.connection import GuestConnection, SshTarget
 from harness.vm.vagrant.daemons import check_daemons, kvm_device_mismatch
 from harness.vm.vagrant.env import PROJECT_VAGRANTFILE, vagrant
@@ -112,8 +113,7 @@ class VagrantVM:
         if slow:
             self.progress(f"warning: {slow}; run vm/box/setup.sh")
         if self.box is None:
-            suite = self.kernel_spec.partition(":")[0]
-            self.box = BoxBuilder(suite, progress=self.progress).ensure(check_inputs=False)
+            self.box = box_for(self.kernel_spec, progress=self.progress)
         check_key_usable(self.box.key)
         port = self.requested_port or free_port()
         check_port_free(port)
@@ -388,38 +388,44 @@ class VagrantVM:
     ) -> list[Path]:
         """Build module source directories inside the box against its own headers; fetch the .ko files.
 
-        Directories are built in the order given, each seeing the ``Module.symvers`` of those
-        before it, so an exporter listed before its consumer links. The .ko files come back to
-        OUT_DIR/<source dir name>/ (a new temporary directory when not given) for inspection on
-        the host. A failed build raises a HarnessError carrying the compiler's output.
+        Like the host's batched kbuild, all directories go into one umbrella directory whose
+        Kbuild descends into each (``obj-y += a/ b/``), so one ``make`` builds them all (each make
+        costs tens of seconds of fixed overhead under emulation) and one modpost run resolves an
+        exporter's symbols for its consumer. The .ko files come back to OUT_DIR/<source dir
+        name>/ (default: ``<cache>/vagrant/ko/<kernel release>``) for inspection on the host, in
+        the order of SOURCES. A failed build raises a HarnessError carrying the compiler's output.
         """
         dirs = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(s) for s in sources]
-        out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="kmh-vagrant-ko-"))
-        built: list[Path] = []
-        symvers: list[str] = []
+        names = [d.name for d in dirs]
+        if len(set(names)) != len(names):
+            raise HarnessError(f"module source directories need distinct names to build together: {names}")
         for source in dirs:
             if not source.is_dir():
                 raise HarnessError(f"module source directory {source} does not exist")
-            guest_dir = f"{GUEST_BUILD_ROOT}/{source.name}"
-            self._upload_tree(source, guest_dir)
-            extra = f"KBUILD_EXTRA_SYMBOLS={shlex.quote(' '.join(symvers))}" if symvers else ""
-            make = f'make -C "/lib/modules/$(uname -r)/build" M={shlex.quote(guest_dir)} {extra} modules'
-            result = self.run(make, timeout=timeout)
-            if result.exit_code != 0:
-                raise HarnessError(
-                    f"building {source.name} inside the box failed (exit {result.exit_code})",
-                    details=(result.stdout + result.stderr)[-6000:],
-                )
-            symvers.append(f"{guest_dir}/Module.symvers")
-            built += self._download_kos(guest_dir, out / source.name)
+        release = self.box.release if self.box else "unknown"
+        out = Path(out_dir) if out_dir else cache_root() / "vagrant" / "ko" / release
+        umbrella = f"{GUEST_BUILD_ROOT}/batch"
+        self._upload_tree(dirs, umbrella)
+        make = f'make -C "/lib/modules/$(uname -r)/build" M={umbrella} modules'
+        result = self.run(make, timeout=timeout)
+        if result.exit_code != 0:
+            raise HarnessError(
+                f"building {', '.join(names)} inside the box failed (exit {result.exit_code})",
+                details=(result.stdout + result.stderr)[-6000:],
+            )
+        built: list[Path] = []
+        for name in names:
+            built += self._download_kos(f"{umbrella}/{name}", out / name)
         return built
 
-    def _upload_tree(self, source: Path, guest_dir: str) -> None:
-        buffer = _tar_bytes(source)
+    def _upload_tree(self, sources: list[Path], guest_dir: str) -> None:
+        buffer = _tar_bytes(sources)
         script = 'rm -rf "$1" && mkdir -p "$1" && tar -xf - -C "$1"'
         result = self.run(["/bin/sh", "-c", script, "upload", guest_dir], stdin=buffer, timeout=120)
         if result.exit_code != 0:
-            raise HarnessError(f"cannot upload {source} to the guest", details=result.stderr)
+            raise HarnessError(
+                f"cannot upload the module sources to the guest's {guest_dir}", details=result.stderr
+            )
 
     def _download_kos(self, guest_dir: str, destination: Path) -> list[Path]:
         script = 'cd "$1" && find . -maxdepth 1 -name "*.ko" -print0 | xargs -0 -r tar -cf -'
@@ -433,14 +439,26 @@ class VagrantVM:
         return sorted(destination / Path(m.name).name for m in members)
 
 
-def _tar_bytes(source: Path) -> bytes:
-    """SOURCE's files as an uncompressed tar (build products and hidden files left out)."""
+def _tar_bytes(sources: list[Path]) -> bytes:
+    """An uncompressed tar of each source directory under its own name, plus the umbrella Kbuild.
+
+    Build products and hidden files are left out, so a directory built before builds afresh.
+    """
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for path in sorted(source.rglob("*")):
-            relative = path.relative_to(source)
-            if any(part.startswith(".") for part in relative.parts) or path.suffix in (".o", ".ko", ".cmd"):
-                continue
-            if path.is_file():
-                archive.add(path, arcname=str(relative), recursive=False)
+        umbrella = f"obj-y += {' '.join(source.name + '/' for source in sources)}\n".encode()
+        info = tarfile.TarInfo("Kbuild")
+        info.size = len(umbrella)
+        archive.addfile(info, io.BytesIO(umbrella))
+        for source in sources:
+            for path in sorted(source.rglob("*")):
+                relative = path.relative_to(source)
+                if any(part.startswith(".") for part in relative.parts) or path.suffix in (
+                    ".o",
+                    ".ko",
+                    ".cmd",
+                ):
+                    continue
+                if path.is_file():
+                    archive.add(path, arcname=f"{source.name}/{relative}", recursive=False)
     return buffer.getvalue()
