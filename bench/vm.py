@@ -14,6 +14,7 @@ boot plain/python boot-to-ready without / with the optional Python layer (netlin
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -24,9 +25,15 @@ from pathlib import Path
 
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
-from harness.vm import VM
+from harness.vm import VM, VMConfig
 
-TARGETS = {"boot-to-ready": 2.0, "rtt true": 0.010, "hello cycle": 0.150, "cold vm run": 3.0}
+TARGETS = {
+    "boot-to-ready": 2.0,
+    "rtt true": 0.010,
+    "hello cycle": 0.150,
+    "cold vm run": 3.0,
+    "fresh VM + hello": 0.5,
+}
 HELLO = Path(__file__).resolve().parent.parent / "tests" / "vm" / "data" / "modules" / "kmh_hello.c"
 
 
@@ -41,41 +48,55 @@ def build_hello(kernel: KernelTarget, workdir: Path) -> Path:
     return workdir / "kmh_hello.ko"
 
 
+def hello_cycle(vm: VM, hello: Path) -> None:
+    vm.put(hello, "/tmp/kmh_hello.ko")
+    assert vm.run("insmod /tmp/kmh_hello.ko").ok
+    assert vm.run("grep -q '^kmh_hello ' /proc/modules").ok
+    assert vm.run("rmmod kmh_hello").ok
+
+
 def measure(kernel: KernelTarget, rounds: int) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {name: [] for name in ("boot-to-ready", "start()", "close()")}
-    for _ in range(rounds):
-        started = time.monotonic()
-        vm = VM(kernel).start()
-        figures["start()"].append(time.monotonic() - started)
-        figures["boot-to-ready"].append(vm.boot_seconds)
-        started = time.monotonic()
-        vm.close()
-        figures["close()"].append(time.monotonic() - started)
-
-    with tempfile.TemporaryDirectory() as tmp, VM(kernel) as vm:
+    names = ("boot-to-ready", "restore-to-ready", "start()", "close()", "fresh VM + hello")
+    figures: dict[str, list[float]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory() as tmp:
         hello = build_hello(kernel, Path(tmp))
-        for name, command in (("rtt true", ["true"]), ("rtt sh -c true", "true")):
-            figures[name] = []
-            for _ in range(20 * rounds):
-                started = time.monotonic()
-                assert vm.run(command).ok
-                figures[name].append(time.monotonic() - started)
-        figures["hello cycle"] = []
-        for _ in range(4 * rounds):
+        VM(kernel).start().close()  # make sure the default configuration has its snapshot
+        for _ in range(rounds):
             started = time.monotonic()
-            vm.put(hello, "/tmp/kmh_hello.ko")
-            result = vm.run(
-                "insmod /tmp/kmh_hello.ko && grep -q '^kmh_hello ' /proc/modules && rmmod kmh_hello"
-            )
-            figures["hello cycle"].append(time.monotonic() - started)
-            assert result.ok, result
+            vm = VM(kernel, VMConfig(snapshot=False)).start()
+            figures["start()"].append(time.monotonic() - started)
+            figures["boot-to-ready"].append(vm.boot_seconds)
+            started = time.monotonic()
+            vm.close()
+            figures["close()"].append(time.monotonic() - started)
 
-    kmh = Path(sys.executable).parent / "kmh"
-    figures["cold vm run"] = []
+            started = time.monotonic()
+            with VM(kernel) as vm:
+                assert vm.restored
+                figures["restore-to-ready"].append(vm.boot_seconds)
+                hello_cycle(vm, hello)
+            figures["fresh VM + hello"].append(time.monotonic() - started)
+
+        with VM(kernel) as vm:
+            for name, command in (("rtt true", ["true"]), ("rtt sh -c true", "true")):
+                figures[name] = []
+                for _ in range(20 * rounds):
+                    started = time.monotonic()
+                    assert vm.run(command).ok
+                    figures[name].append(time.monotonic() - started)
+            figures["hello cycle"] = []
+            for _ in range(4 * rounds):
+                started = time.monotonic()
+                hello_cycle(vm, hello)
+                figures["hello cycle"].append(time.monotonic() - started)
+
+    kmh = [str(Path(sys.executable).parent / "kmh"), "vm", "run", "--kernel", kernel.release, "--", "true"]
+    figures["cold vm run"], figures["snap vm run"] = [], []
     for _ in range(rounds):
-        started = time.monotonic()
-        subprocess.run([str(kmh), "vm", "run", "--kernel", kernel.release, "--", "true"], check=True)
-        figures["cold vm run"].append(time.monotonic() - started)
+        for name, snapshot in (("cold vm run", "0"), ("snap vm run", "1")):
+            started = time.monotonic()
+            subprocess.run(kmh, check=True, env={**os.environ, "KMH_VM_SNAPSHOT": snapshot})
+            figures[name].append(time.monotonic() - started)
     return figures
 
 
@@ -88,7 +109,7 @@ def measure_python_layer(kernel: KernelTarget, rounds: int) -> dict[str, list[fl
     figures: dict[str, list[float]] = {"boot plain": [], "boot python": [], "python cost": []}
     for _ in range(rounds):
         for python in (False, True):
-            with VM(kernel, VMConfig(python=python)) as vm:
+            with VM(kernel, VMConfig(python=python, snapshot=False)) as vm:
                 figures["boot python" if python else "boot plain"].append(vm.boot_seconds)
         figures["python cost"].append(figures["boot python"][-1] - figures["boot plain"][-1])
     return figures

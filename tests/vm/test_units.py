@@ -117,3 +117,12 @@ def test_accel_static_check_gives_a_reason_or_a_trial(
         assert choice.name == "tcg" and choice.reason == problem
     else:
         assert choice.name == "kvm" and choice.trial
+
+
+def test_plain_command_strings_skip_the_shell() -> None:
+    from harness.vm.qemu import _argv
+
+    assert _argv("insmod /tmp/x.ko param=1") == ["insmod", "/tmp/x.ko", "param=1"]
+    assert _argv(["printf", "%s", "a b"]) == ["printf", "%s", "a b"]
+    for shell in ("FOO=1 insmod x", "echo hi", "cd /tmp", "lsmod | grep x", "ls ~", "a $b", "x > y", "true"):
+        assert _argv(shell) == ["/bin/sh", "-c", shell], shell

@@ -227,6 +227,22 @@ def test_unkillable_command_times_out(kernel: KernelTarget, test_modules: dict[s
 # -- lifecycle ---------------------------------------------------------------------------------
 
 
+def test_snapshot_restore_is_a_clean_fresh_guest(kernel: KernelTarget, test_modules: dict[str, Path]) -> None:
+    config = VMConfig(hung_task_timeout=7)  # a configuration of its own
+    with VM(kernel, config) as first:
+        first.run("touch /tmp/left-behind")
+    with VM(kernel, config) as second:
+        assert second.restored, "the first boot saved a snapshot of this configuration"
+        assert second.run("test -e /tmp/left-behind").exit_code == 1, "restores the boot, not the last run"
+        assert any("Linux version" in line for line in second.dmesg()), "boot log carried over"
+        mark = second.mark()
+        second.run("echo after-restore > /dev/kmsg")
+        assert second.dmesg(since=mark)[-1].endswith("after-restore")
+        second.put(test_modules["kmh_panic"], "/tmp/p.ko")
+        result = second.run("insmod /tmp/p.ko")
+        assert result.crash.kind == "panic" and second.qemu_exit_code == 1, "pvpanic works after restore"
+
+
 def test_two_vms_at_once(kernel: KernelTarget) -> None:
     results: dict[int, str] = {}
 
@@ -266,4 +282,4 @@ def test_boot_failure_is_reported_not_hung(kernel: KernelTarget) -> None:
 
 def test_boot_watchdog(kernel: KernelTarget) -> None:
     with pytest.raises(HarnessError, match="no ready message"):
-        VM(kernel, VMConfig(boot_timeout=0.5)).start()
+        VM(kernel, VMConfig(boot_timeout=0.5, snapshot=False)).start()

@@ -1,0 +1,94 @@
+"""The snapshot fast path: boot a configuration once, restore it for every later VM.
+
+Under TCG a cold boot costs ~2 s; restoring a migration stream saved right after the agent said
+ready costs a fraction of that. A snapshot is valid only for the exact QEMU binary, device and
+kernel command line, vmlinux and initramfs bytes, so its file name is a hash of all of them; any
+change simply makes a new one. The boot-time kernel log the restored guest will never resend is
+kept beside it. Saved atomically (temp file + rename), so parallel VMs never read half a file;
+a snapshot that fails to restore is deleted and the VM boots cold.
+
+Restored guests are clones: same RNG state, same boot log, guest clock continuing from the save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.kernels.target import KernelTarget
+from harness.paths import cache_root
+from harness.vm.kmsg import LogRecord
+
+#: Bump when the guest side changes in a way the inputs below don't capture.
+FORMAT = "1"
+
+#: Snapshots kept per kernel target (each is ~90 MB); the least recently used go first.
+KEEP = 6
+
+
+def _identity(path: Path) -> str:
+    st = path.stat()
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def snapshot_key(qemu: str, argv: Sequence[str], tmpdir: str, kernel: KernelTarget, initramfs: Path) -> str:
+    """Hash of everything the saved state depends on (per-VM temp paths factored out)."""
+    digest = hashlib.sha256(FORMAT.encode())
+    digest.update(_identity(Path(qemu)).encode())
+    digest.update(_identity(kernel.vmlinux).encode())
+    digest.update("\0".join(arg.replace(tmpdir, "@TMP@") for arg in argv).encode())
+    with initramfs.open("rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:20]
+
+
+class SnapshotStore:
+    """Snapshots of one kernel target under ``<cache>/images/<release>/snapshots``."""
+
+    def __init__(self, kernel: KernelTarget) -> None:
+        self.root = cache_root() / "images" / kernel.release / "snapshots"
+
+    def state(self, key: str) -> Path:
+        return self.root / f"{key}.state"
+
+    def records(self, key: str) -> Path:
+        return self.root / f"{key}.log.json"
+
+    def available(self, key: str) -> bool:
+        return self.state(key).is_file() and self.records(key).is_file()
+
+    def temp_state(self, key: str) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root / f"{key}.state.{os.getpid()}.{id(self)}.part"
+
+    def commit(self, key: str, temp: Path, records: list[LogRecord]) -> None:
+        """Publish a saved state and its boot log (log first, so ``available`` sees both)."""
+        log_tmp = self.records(key).with_suffix(f".{os.getpid()}.part")
+        log_tmp.write_text(json.dumps([[r.seq, r.level, r.usec, r.text] for r in records]))
+        os.replace(log_tmp, self.records(key))
+        os.replace(temp, self.state(key))
+        self._prune()
+
+    def touch(self, key: str) -> None:
+        """Mark a snapshot as just used, so pruning keeps it."""
+        try:
+            os.utime(self.state(key))
+        except OSError:
+            pass
+
+    def _prune(self) -> None:
+        states = sorted(self.root.glob("*.state"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in states[KEEP:]:
+            self.discard(old.stem)
+
+    def load_records(self, key: str) -> list[LogRecord]:
+        data = json.loads(self.records(key).read_text())
+        return [LogRecord(seq=s, level=lv, usec=u, text=t) for s, lv, u, t in data]
+
+    def discard(self, key: str) -> None:
+        for path in (self.state(key), self.records(key)):
+            path.unlink(missing_ok=True)
