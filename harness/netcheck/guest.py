@@ -47,15 +47,12 @@ class Link:
 
 
 def _error_text(error: Exception) -> str:
-    """A NetlinkError as 'EINVAL (Invalid argument): extack message' when the kernel said more."""
+    """A NetlinkError as 'EINVAL (Invalid argument): <extack message>' when the kernel gave one."""
     code = getattr(error, "code", 0) or 0
-    name = errno.errorcode.get(code, str(code))
-    text = f"{name} ({os.strerror(code)})" if code else repr(error)
-    extra = str(getattr(error, "extra_message", "") or "")
+    text = f"{errno.errorcode.get(code, code)} ({os.strerror(code)})" if code else repr(error)
     args = getattr(error, "args", ())
-    if not extra and len(args) > 1 and args[1] and args[1] != os.strerror(code):
-        extra = str(args[1])
-    return f"{text}: {extra}" if extra else text
+    extack = args[1] if len(args) > 1 and args[1] and args[1] != os.strerror(code) else ""
+    return f"{text}: {extack}" if extack else text
 
 
 def _link(ip, index: int):  # type: ignore[no-untyped-def]

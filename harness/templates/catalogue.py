@@ -361,8 +361,9 @@ _PRESETS: tuple[_Preset, ...] = (
         "bad_netdev_leak",
         "netdev",
         {"leak": "netdev"},
-        "exit forgets unregister_netdev: rmmod succeeds but the interfaces stay in /sys/class/net and "
-        "netlink with their code gone; see modules/bad/netdev_leak.toml for what each kernel then does",
+        "exit forgets unregister_netdev: rmmod succeeds, the interfaces stay in /sys/class/net, and the "
+        "next rtnetlink query about them oopses in dev_get_phys_port_id (their netdev_ops left with the "
+        "module; 6.1 and 6.12 alike)",
     ),
     _Preset(
         "bad_gpl_user",
