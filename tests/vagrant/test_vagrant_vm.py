@@ -23,12 +23,14 @@ from harness.vm.vagrant.machine import VagrantVM
 pytestmark = pytest.mark.vagrant
 
 NETWORK_BEFORE: dict[str, object] = {}
+LIBVIRT_BEFORE: list[tuple[set[str], set[str]]] = []
 
 
 @pytest.fixture(scope="module")
 def vm(vagrant_box: Box) -> Iterator[VagrantVM]:
     NETWORK_BEFORE.update(host_network_state())
     libvirt_before = libvirt_state(vagrant_box)
+    LIBVIRT_BEFORE.append(libvirt_before)
     machine = VagrantVM(box=vagrant_box)
     try:
         machine.start()
@@ -42,6 +44,13 @@ def vm(vagrant_box: Box) -> Iterator[VagrantVM]:
 
 def test_is_a_vm_backend(vm: VagrantVM) -> None:
     assert isinstance(vm, VMBackend)
+
+
+def test_libvirt_sees_the_vm(vm: VagrantVM, vagrant_box: Box) -> None:
+    """The leftover check after the module is not vacuous: the VM's domain and disk are visible."""
+    domains, volumes = libvirt_state(vagrant_box)
+    assert vm.domain_id in domains - LIBVIRT_BEFORE[0][0]
+    assert volumes - LIBVIRT_BEFORE[0][1], "the VM's disk volume is not in libvirt's pool"
 
 
 def test_guest_is_the_box(vm: VagrantVM, vagrant_box: Box) -> None:

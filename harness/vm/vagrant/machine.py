@@ -12,6 +12,7 @@ every kernel message, with the QEMU backend's parser.
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import shutil
 import tarfile
@@ -42,6 +43,10 @@ from harness.vm.vagrant.keys import check_key_usable
 from harness.vm.vagrant.ports import check_port_free, free_port
 
 Progress = Callable[[str], None]
+#: Name prefix of each VM's project directory (and so of its libvirt domain).
+PROJECT_PREFIX = "kmh-vagrant-"
+#: The file in a project directory naming the process that owns the VM.
+OWNER_FILE = "kmh.pid"
 #: Where in the guest uploaded sources are built.
 GUEST_BUILD_ROOT = "/root/kmh-build"
 #: Seconds ``vagrant destroy`` may take before the virsh fallback removes the domain.
@@ -127,7 +132,10 @@ class VagrantVM:
 
     def _up(self) -> None:
         assert self.box is not None and self.port is not None
-        project = Path(tempfile.mkdtemp(prefix="kmh-vagrant-"))
+        for stale in pool.sweep_stale(PROJECT_PREFIX, _project_is_stale):
+            self.progress(f"removed the stale VM {stale} (the kmh process that made it was killed)")
+        project = Path(tempfile.mkdtemp(prefix=PROJECT_PREFIX))
+        (project / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.project = project
         project.chmod(0o755)  # libvirt's QEMU user reads the kernel and writes the console here
         shutil.copy(PROJECT_VAGRANTFILE, project / "Vagrantfile")
@@ -437,6 +445,23 @@ class VagrantVM:
             members = [m for m in archive.getmembers() if m.isfile() and m.name.endswith(".ko")]
             archive.extractall(destination, members=members, filter="data")
         return sorted(destination / Path(m.name).name for m in members)
+
+
+def _project_is_stale(project: str) -> bool:
+    """True when the VM project PROJECT (a directory name) is gone or its owning process is dead."""
+    directory = Path(tempfile.gettempdir()) / project
+    try:
+        pid = int((directory / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return not directory.exists()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        shutil.rmtree(directory, ignore_errors=True)
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _tar_bytes(sources: list[Path]) -> bytes:

@@ -8,6 +8,8 @@ volume behind: these helpers do both, by name, touching nothing that is not kmh'
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from plumbum import ProcessTimedOut, local
 
 from harness.vm.vagrant.env import LIBVIRT_URI
@@ -25,8 +27,11 @@ def virsh(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
 
 def volumes(pool: str = POOL) -> list[str]:
     """Names of the volumes in POOL (empty when the pool does not exist yet)."""
-    code, out, _err = virsh("vol-list", "--pool", pool, "--name")
-    return [line.strip() for line in out.splitlines() if line.strip()] if code == 0 else []
+    code, out, _err = virsh("vol-list", "--pool", pool)  # this virsh has no --name here
+    if code != 0:
+        return []
+    rows = out.splitlines()[2:]  # after the " Name  Path" header and its dashes
+    return [row.split()[0] for row in rows if row.strip()]
 
 
 def domains() -> list[str]:
@@ -67,3 +72,19 @@ def domain_state(domain: str) -> str:
     """``running``, ``shut off``, ``crashed``... or ``gone`` when libvirt does not know DOMAIN."""
     code, out, _err = virsh("domstate", domain, timeout=15)
     return out.strip() if code == 0 else "gone"
+
+
+def sweep_stale(prefix: str, is_stale: Callable[[str], bool]) -> list[str]:
+    """Remove the domains ``<PREFIX>*_default`` whose project IS_STALE (given the project name).
+
+    A process killed outright (SIGKILL, a CI time-out) cannot run ``vagrant destroy``; its
+    domain and disk would stay forever. The next VM cleans them up, by name, touching only
+    domains of kmh projects whose owner is gone.
+    """
+    removed = []
+    for name in domains():
+        project, _, machine = name.rpartition("_")
+        if name.startswith(prefix) and machine == "default" and is_stale(project):
+            remove_domain(name)
+            removed.append(name)
+    return removed
