@@ -58,8 +58,9 @@ class _VmOptions(cli.Application):
         vm = VM(target, self._config(files))
         vm.start()
         if self.verbose:
+            how = "restored from snapshot" if vm.restored else "booted"
             print(
-                f"kmh vm: {target.release} ready in {vm.boot_seconds:.2f} s, accel {vm.accel}",
+                f"kmh vm: {target.release} {how}, ready in {vm.boot_seconds:.2f} s, accel {vm.accel}",
                 file=sys.stderr,
             )
         return vm
