@@ -24,9 +24,11 @@ import tempfile
 import time
 import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from harness.errors import HarnessError
 from harness.kernels.target import KernelTarget
@@ -112,6 +114,23 @@ def _die_with_parent() -> None:
         pass
 
 
+#: QEMU is started from this one long-lived thread: PR_SET_PDEATHSIG fires when the *thread*
+#: that forked the child exits, so a VM booted in a short-lived worker thread would otherwise be
+#: killed when that thread ends.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmh-qemu-spawner")
+
+
+def _spawn(argv: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    return _SPAWNER.submit(
+        subprocess.Popen,
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
+    ).result()
+
+
 def _reap(proc: subprocess.Popen[bytes] | None, tmpdir: str | None) -> None:
     """Last-resort cleanup (also run by the finalizer): kill QEMU, wait for it, remove the dir."""
     if proc is not None and proc.poll() is None:
@@ -145,6 +164,14 @@ def _argv(command: str | Sequence[str]) -> list[str]:
     if plain and words[0] not in _SHELL_WORDS:
         return words
     return ["/bin/sh", "-c", command]
+
+
+def _sweep_orphans() -> None:
+    """Remove temp dirs of VMs whose harness process was killed (it could not clean up)."""
+    for path in Path(tempfile.gettempdir()).glob("kmh-vm-*-*"):
+        owner = path.name.split("-")[2]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _display(command: str | Sequence[str]) -> str:
@@ -234,7 +261,8 @@ class VM:
         return argv + list(cfg.extra_qemu_args)
 
     def _boot(self, qemu: str, accel_name: str, timeout: float, *, use_snapshot: bool = True) -> None:
-        self._tmpdir = tempfile.mkdtemp(prefix="kmh-vm-")
+        _sweep_orphans()
+        self._tmpdir = tempfile.mkdtemp(prefix=f"kmh-vm-{os.getpid()}-")
         tmp = Path(self._tmpdir)
         started = time.monotonic()
         self._records, self._console_final, self._crash = [], "", None
@@ -264,13 +292,7 @@ class VM:
             listener.settimeout(0.05)
             started = time.monotonic()
             with (tmp / "qemu.log").open("wb") as log:
-                self._proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,
-                )
+                self._proc = _spawn(argv, log)
             self._finalizer = weakref.finalize(self, _reap, self._proc, self._tmpdir)
             deadline = started + (min(timeout, RESTORE_TIMEOUT) if restoring else timeout)
             conn = None

@@ -283,3 +283,38 @@ def test_boot_failure_is_reported_not_hung(kernel: KernelTarget) -> None:
 def test_boot_watchdog(kernel: KernelTarget) -> None:
     with pytest.raises(HarnessError, match="no ready message"):
         VM(kernel, VMConfig(boot_timeout=0.5, snapshot=False)).start()
+
+
+def test_vm_outlives_the_thread_that_booted_it(kernel: KernelTarget) -> None:
+    booted: dict[str, VM] = {}
+    thread = threading.Thread(target=lambda: booted.setdefault("vm", VM(kernel).start()))
+    thread.start()
+    thread.join()
+    with booted["vm"] as vm:
+        time.sleep(0.5)
+        assert vm.alive and vm.run(["true"]).ok
+
+
+def test_qemu_dies_with_a_killed_host_process(kernel: KernelTarget, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "from harness.kernels.store import KernelStore\n"
+        "from harness.vm import VM\n"
+        f"vm = VM(KernelStore().get({kernel.release!r})).start()\n"
+        "print(vm._proc.pid, vm._tmpdir, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    pid = int(child.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    leftover = Path(child.stdout.split()[1])
+    VM(kernel).start().close()  # the next VM sweeps what the killed process left
+    assert not leftover.exists()
