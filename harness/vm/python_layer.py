@@ -166,7 +166,12 @@ def _build(out, packages: list[tuple[str, str]], manifest: Path) -> None:  # typ
 
 
 def _run(argv: list[str], what: str, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, env=env)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, env=env)
+    except FileNotFoundError:
+        raise HarnessError(
+            f"building the guest Python layer needs {argv[0]}, which is not installed"
+        ) from None
     if result.returncode != 0:
         raise HarnessError(f"building the guest Python layer: {what} failed", details=result.stderr)
     return result.stdout
