@@ -8,6 +8,8 @@ through plumbum's :class:`SshMachine` (commands are values, no shell strings on 
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +86,16 @@ class GuestConnection:
                 details=str(error),
             ) from error
 
-    def command(self, argv: list[str]):  # noqa: ANN201 - a plumbum RemoteCommand
-        """The guest command ARGV (program looked up in root's PATH by ``env``)."""
-        return self.machine["/usr/bin/env"][argv]
+    def popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        """Start ARGV in the guest; root's login shell finds the program in its PATH.
+
+        ssh hands the remote shell one string, so each argument is quoted here; no extra ``env``
+        or ``sh`` process is spawned in the guest, where every exec is slow under emulation.
+        """
+        quoted = [shlex.quote(arg) for arg in argv]
+        return self.machine.popen(
+            quoted, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
 
     def close(self) -> None:
         """Close the session and stop the master connection, so no ssh process outlives the VM."""

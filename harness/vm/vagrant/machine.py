@@ -337,7 +337,7 @@ class VagrantVM:
     def _execute(
         self, ssh: GuestConnection, argv: list[str], timeout: float, stdin: bytes | None
     ) -> tuple[int, bytes, bytes]:
-        process = ssh.command(argv).popen()
+        process = ssh.popen(argv)
         try:
             out, err = process.communicate(input=stdin, timeout=timeout)
         except Exception:
@@ -355,7 +355,7 @@ class VagrantVM:
 
     def _new_console_crash(self, command: str) -> Crash | None:
         """A crash report printed on the console since the last command, if any."""
-        time.sleep(0.05)  # let the serial line catch up with a command that just returned
+        time.sleep(0.02)  # let the serial line catch up with a command that just returned
         text = self.console
         fresh, self._console_seen = text[self._console_seen :], len(text)
         if not fresh:
