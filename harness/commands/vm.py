@@ -45,17 +45,12 @@ class _VmOptions(cli.Application):
     )
     verbose = cli.Flag(["-v", "--verbose"], help="say which accelerator was used and how long boot took")
 
-    def _config(self, files: dict[str, tuple[bytes, int]] | None = None) -> VMConfig:
-        return VMConfig(
-            memory_mb=self.memory,
-            accel=self.accel_name,
-            extra_modules=tuple(self.modules),
-            files=files or {},
-        )
+    def _config(self) -> VMConfig:
+        return VMConfig(memory_mb=self.memory, accel=self.accel_name, extra_modules=tuple(self.modules))
 
-    def _boot(self, files: dict[str, tuple[bytes, int]] | None = None) -> VM:
+    def _boot(self) -> VM:
         target = kernel_targets([self.kernel])[0]
-        vm = VM(target, self._config(files))
+        vm = VM(target, self._config())
         vm.start()
         if self.verbose:
             how = "restored from snapshot" if vm.restored else "booted"
@@ -94,6 +89,7 @@ def _parse_put(spec: str) -> tuple[Path, str]:
 class VmRun(_VmOptions):
     """Boot a fresh VM, run CMD as root (in /root), print its output, exit with its code.
 
+    One argument is a shell command line ('lsmod | grep hello'); several are run as they are.
     Example: kmh vm run --put hello.ko -- insmod hello.ko
     """
 
@@ -105,13 +101,13 @@ class VmRun(_VmOptions):
     def main(self, *command: str) -> int:
         if not command:
             raise HarnessError("no command given; usage: kmh vm run [OPTIONS] -- CMD [ARG...]")
-        files = {}
-        for spec in self.puts:
-            path, guest = _parse_put(spec)
-            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
-            files[guest.lstrip("/")] = (path.read_bytes(), mode)
-        vm = self._boot(files)
+        uploads = [_parse_put(spec) for spec in self.puts]
+        vm = self._boot()
         try:
+            # Uploaded over the channel rather than baked into the image, so the VM can still
+            # start from the configuration's snapshot.
+            for path, guest in uploads:
+                vm.put(path, guest, mode=0o755 if path.stat().st_mode & 0o111 else 0o644)
             argv = list(command)
             result = vm.run(argv if len(argv) > 1 else argv[0], timeout=self.timeout)
         finally:
