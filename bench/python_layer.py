@@ -2,14 +2,16 @@
 
     python bench/python_layer.py [--kernel bookworm] [--kernel bookworm-backports] [-n 5]
 
-boot-to-ready      VM.start() until the agent's ready message, without / with the Python layer
+boot-to-ready      VM.start() until the agent's ready message, without / with the Python layer,
+                   "cold" (a real boot: snapshot=False) and "restored" (from the saved snapshot of
+                   the same configuration, what runs after the first one get)
 start()            the whole VM.start(): image assembly (concatenating the layers) and boot
+cost ...           per round, the Python VM minus the plain VM just before it (paired)
+python -c pass     first interpreter start in a fresh (restored) guest
+import pyroute2    ``from pyroute2 import IPRoute`` right after, what every netlink check pays
 initramfs          bytes of the assembled image
-python -c pass     first interpreter start in a fresh guest (with the layer)
-import pyroute2    first ``from pyroute2 import IPRoute`` in a fresh guest, what every netlink check pays
-cost ...           per round, the Python boot minus the plain boot just before it (paired)
 
-Rounds alternate plain and Python boots so both see the same machine load. The layer is built
+Rounds alternate plain and Python VMs so both see the same machine load. The layer is built
 (and cached) before timing starts: its one-off build is reported separately.
 """
 
@@ -30,32 +32,32 @@ IMPORT = f"{GUEST_PYTHON} -c 'from pyroute2 import IPRoute'"
 
 
 def measure(kernel: KernelTarget, rounds: int) -> dict[str, list[float]]:
-    """Interleaved plain and Python boots of KERNEL; every figure is a list of samples (seconds)."""
+    """Interleaved plain and Python VMs of KERNEL; every figure is a list of samples (seconds)."""
     figures: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:
         figures.setdefault(name, []).append(value)
 
     for _ in range(rounds):
-        for python in (False, True):
-            label = "python" if python else "plain"
+        for mode, snapshot in (("cold", False), ("restored", True)):
+            for python in (False, True):
+                label = f"{mode} {'python' if python else 'plain'}"
+                started = time.monotonic()
+                with VM(kernel, VMConfig(python=python, snapshot=snapshot)) as vm:
+                    add(f"start() {label}", time.monotonic() - started)
+                    add(f"boot-to-ready {label}", vm.boot_seconds)
+            # Paired: this round's Python VM minus the plain one just before it.
+            for figure in ("boot-to-ready", "start()"):
+                after, before = figures[f"{figure} {mode} python"][-1], figures[f"{figure} {mode} plain"][-1]
+                add(f"cost {figure} {mode}", after - before)
+        with VM(kernel, VMConfig(python=True)) as vm:
             started = time.monotonic()
-            with VM(kernel, VMConfig(python=python)) as vm:
-                add(f"start() {label}", time.monotonic() - started)
-                add(f"boot-to-ready {label}", vm.boot_seconds)
-                if python:
-                    started = time.monotonic()
-                    assert vm.run(f"{GUEST_PYTHON} -c pass", timeout=60).ok
-                    add("python -c pass", time.monotonic() - started)
-        # Paired: this round's Python boot minus this round's plain boot (load drifts between rounds).
-        for label in ("boot-to-ready", "start()"):
-            add(f"cost {label}", figures[f"{label} python"][-1] - figures[f"{label} plain"][-1])
-            if python:
-                with VM(kernel, VMConfig(python=True)) as vm:
-                    started = time.monotonic()
-                    result = vm.run(IMPORT, timeout=120)
-                    assert result.ok, result
-                    add("import pyroute2", time.monotonic() - started)
+            assert vm.run(f"{GUEST_PYTHON} -c pass", timeout=60).ok
+            add("python -c pass (first)", time.monotonic() - started)
+            started = time.monotonic()
+            result = vm.run(IMPORT, timeout=120)
+            assert result.ok, result
+            add("import pyroute2", time.monotonic() - started)
     return figures
 
 
