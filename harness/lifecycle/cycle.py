@@ -398,12 +398,14 @@ class GuestCycle:
 def _net_crash(step: str, net: NetReport, found: str) -> StepResult:
     """The netlink check took the kernel down: report the crash, with what was found before it."""
     assert net.crash is not None
-    message = f"netlink check ({net.phase}) crashed the kernel: {net.crash.summary()}"
+    status = "timeout" if net.crash.kind == "timeout" else "crash"
+    what = "timed out" if status == "timeout" else "crashed the kernel"
+    message = f"netlink check ({net.phase}) {what}: {net.crash.summary()}"
     if found:
         message = f"{found.splitlines()[0]}; {message}"
     oops = "\n".join(list(net.crash.lines)[:EVIDENCE_LINES])  # its head: the BUG line, RIP, trace
     evidence = "\n".join(filter(None, [found, message, oops]))
-    return StepResult(step, "crash", message=message, evidence=evidence, crash=net.crash)
+    return StepResult(step, status, message=message, evidence=evidence, crash=net.crash)
 
 
 def _tail(lines: list[str] | tuple[str, ...], count: int = EVIDENCE_LINES) -> str:
