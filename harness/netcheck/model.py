@@ -118,7 +118,8 @@ class NetReport:
                 0, f"netlink check ({self.phase}) did not run: {self.error.strip().splitlines()[-1]}"
             )
         if self.crash is not None:
-            lines.insert(0, f"netlink check ({self.phase}) crashed the kernel: {self.crash.summary()}")
+            what = "timed out" if self.crash.kind == "timeout" else "crashed the kernel"
+            lines.insert(0, f"netlink check ({self.phase}) {what}: {self.crash.summary()}")
         return lines
 
     def summary(self) -> str:
