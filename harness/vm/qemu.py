@@ -198,6 +198,7 @@ class VM:
         self._channel: Channel | None = None
         self._records: list[LogRecord] = []
         self._console_final = ""
+        self._console_prefix = ""
         self._crash: Crash | None = None
         self._poisoned = False
         self._dead = False
@@ -270,6 +271,7 @@ class VM:
         tmp = Path(self._tmpdir)
         started = time.monotonic()
         self._records, self._console_final, self._crash = [], "", None
+        self._console_prefix = ""  # the saved boot's console, for a restored guest
         self._poisoned = self._dead = False
         store = SnapshotStore(self.kernel)
         key = None
@@ -312,7 +314,7 @@ class VM:
                 # The restored agent said "ready" long ago, in the saved boot: ask it to answer.
                 assert key is not None
                 store.touch(key)
-                self._records = store.load_records(key)
+                self._records, self._console_prefix = store.load_log(key)
                 self._channel.send(b"D")
                 ready = b"D"
             else:
@@ -369,7 +371,7 @@ class VM:
                 if status in ("failed", "cancelled") or time.monotonic() > deadline:
                     raise HarnessError(f"snapshot migration {status}")
                 time.sleep(0.01)
-            store.commit(key, temp, self._records)
+            store.commit(key, temp, self._records, self.console)
         except (HarnessError, OSError):
             temp.unlink(missing_ok=True)
         finally:
@@ -435,7 +437,7 @@ class VM:
         if self._tmpdir:
             path = Path(self._tmpdir) / "console.log"
             if path.exists():
-                return path.read_bytes().decode("utf-8", "replace")
+                return self._console_prefix + path.read_bytes().decode("utf-8", "replace")
         return self._console_final
 
     @property

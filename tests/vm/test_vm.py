@@ -227,6 +227,24 @@ def test_unkillable_command_times_out(kernel: KernelTarget, test_modules: dict[s
 # -- lifecycle ---------------------------------------------------------------------------------
 
 
+def test_kvm_trial_boot_falls_back_or_sticks(
+    kernel: KernelTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where KVM only pretends to work (the trial boot fails), VMs still come up, on TCG."""
+    from harness.vm import accel
+
+    monkeypatch.setenv("KMH_CACHE", str(tmp_path))
+    monkeypatch.setattr(accel, "static_kvm_check", lambda: None)
+    with VM(kernel, VMConfig(snapshot=False)) as vm:
+        assert vm.run(["true"]).ok
+        decided = vm.accel
+    assert decided is not None and not decided.trial
+    import shutil
+
+    cached = accel.choose(shutil.which(vm.config.qemu) or "")
+    assert cached.name == decided.name and cached.reason.startswith("cached")
+
+
 def test_snapshot_restore_is_a_clean_fresh_guest(kernel: KernelTarget, test_modules: dict[str, Path]) -> None:
     config = VMConfig(hung_task_timeout=7)  # a configuration of its own
     with VM(kernel, config) as first:
@@ -235,6 +253,7 @@ def test_snapshot_restore_is_a_clean_fresh_guest(kernel: KernelTarget, test_modu
         assert second.restored, "the first boot saved a snapshot of this configuration"
         assert second.run("test -e /tmp/left-behind").exit_code == 1, "restores the boot, not the last run"
         assert any("Linux version" in line for line in second.dmesg()), "boot log carried over"
+        assert "pvpanic" in second.console, "and so is the boot's console"
         mark = second.mark()
         second.run("echo after-restore > /dev/kmsg")
         assert second.dmesg(since=mark)[-1].endswith("after-restore")
