@@ -79,17 +79,17 @@ def main() -> int:
     layer = python_layer()
     print(f"python layer: {layer.stat().st_size / 1e6:.1f} MB ({time.monotonic() - started:.1f} s to get)")
     store = KernelStore()
-    print(f"{'kernel':22} {'figure':24} {'median':>8} {'min':>8} {'max':>8}")
+    print(f"{'kernel':22} {'figure':30} {'median':>8} {'min':>8} {'max':>8}")
     for name in args.kernel or ["bookworm"]:
         kernel = store.ensure(name)
         figures = measure(kernel, args.rounds)
         for figure, values in figures.items():
             print(
-                f"{kernel.release:22} {figure:24} {statistics.median(values):7.2f}s "
+                f"{kernel.release:22} {figure:30} {statistics.median(values):7.2f}s "
                 f"{min(values):7.2f}s {max(values):7.2f}s"
             )
         plain, python = image_size(kernel, False), image_size(kernel, True)
-        print(f"{kernel.release:22} {'initramfs plain/python':24} {plain / 1e6:6.1f}MB {python / 1e6:6.1f}MB")
+        print(f"{kernel.release:22} {'initramfs plain/python':30} {plain / 1e6:6.1f}MB {python / 1e6:6.1f}MB")
     return 0
 
 
