@@ -19,6 +19,7 @@ The providers found give the modules to load first, in modprobe's order.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -137,10 +138,8 @@ def check_loadable(
     """Whether the module at KO_PATH can load on KERNEL, given the target's tree and EXTRA_DIRS."""
     module = open_module(ko_path)
     info = module.info()
-    config = kernel_config(kernel)
-    target_tree = cached_tree(kernel.modules_dir)
+    config, target_tree, symvers, kernel_magic = _target_facts(kernel)
     graph, me = _combined_graph(Path(ko_path), info.name, target_tree, extra_dirs)
-    kernel_magic = target_vermagic(target_tree)
     kernel_modversions = config.get("CONFIG_MODVERSIONS") == "y" or " modversions " in f"{kernel_magic} "
     crcs_checked = kernel_modversions and module.image.has("__versions")
 
@@ -151,11 +150,24 @@ def check_loadable(
         found.reasons.append(
             Reason("unsigned", "module is not signed and the kernel only loads signed modules")
         )
-    providers = _providers(graph, me, read_symvers(kernel.symvers))
+    providers = _providers(graph, me, symvers)
     for name, weak, crc in _needed_symbols(info, crcs_checked):
         _check_symbol(info, name, weak, crc, providers.get(name), crcs_checked, config, found)
     load_first = tuple(m.path.resolve() for m in graph.load_order(me)[:-1])
     return LoadCheck(info, kernel.release, tuple(found.reasons), load_first, tuple(found.notes))
+
+
+@functools.lru_cache(maxsize=8)
+def _target_facts(
+    kernel: KernelTarget,
+) -> tuple[dict[str, str], ModuleTree, dict[str, SymversEntry], str]:
+    """Config, module tree, Module.symvers and vermagic of a target, read once per process.
+
+    An unpacked target never changes, and a run checks every module against the same few
+    targets: re-reading them cost ~0.2 s per check.
+    """
+    tree = cached_tree(kernel.modules_dir)
+    return kernel_config(kernel), tree, read_symvers(kernel.symvers), target_vermagic(tree)
 
 
 def _check_vermagic(info: ModuleInfo, kernel_magic: str, crcs_checked: bool, found: _Findings) -> None:
