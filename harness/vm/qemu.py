@@ -222,7 +222,7 @@ class VM:
 
     def start(self) -> VM:
         """Boot the guest; returns when the agent is ready. Raises HarnessError if it can't boot."""
-        if self._proc is not None:
+        if self._proc is not None and not self._dead:
             raise HarnessError("this VM is already running")
         if not self.kernel.vmlinux.is_file():
             raise HarnessError(
@@ -395,7 +395,6 @@ class VM:
     def restart(self) -> None:
         """Throw the current guest away and boot a fresh one with the same settings."""
         self.close()
-        self._proc = None
         self.start()
 
     def close(self) -> None:
