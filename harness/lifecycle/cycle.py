@@ -185,7 +185,8 @@ class GuestCycle:
         expect = self.spec.expect
         problems: list[str] = []
         notes: list[str] = []
-        entry = self._proc_module(self.spec.name)
+        proc_modules = self._sh("cat /proc/modules").stdout
+        entry = find_module(proc_modules, self.spec.name)
         if entry is None:
             problems.append(f"{self.spec.name} vanished from /proc/modules")
         else:
@@ -217,7 +218,6 @@ class GuestCycle:
             for symbol in expect.kallsyms:
                 if symbol not in present:
                     problems.append(f"symbol {symbol} is not in /proc/kallsyms")
-        proc_modules = self._sh("cat /proc/modules").stdout
         for other in (*expect.loaded, *self.modules.expect_loaded):
             if find_module(proc_modules, other) is None:
                 problems.append(f"{other} is not loaded (expected alongside {self.spec.name})")
