@@ -43,9 +43,7 @@ class Channel:
             self.sock.setblocking(False)
 
     def _fill(self, deadline: float) -> None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ChannelTimeout
+        remaining = max(0.0, deadline - time.monotonic())
         readable, _, _ = select.select([self.sock], [], [], remaining)
         if not readable:
             raise ChannelTimeout
@@ -60,7 +58,11 @@ class Channel:
         self._buffer += chunk
 
     def receive(self, deadline: float) -> tuple[bytes, bytes]:
-        """The next frame as (type, payload), waiting at most until DEADLINE (monotonic)."""
+        """The next frame as (type, payload), waiting at most until DEADLINE (monotonic).
+
+        A deadline in the past still returns a frame that has already arrived, so
+        ``receive(time.monotonic())`` drains without waiting.
+        """
         while len(self._buffer) < _HEADER.size:
             self._fill(deadline)
         kind, length = _HEADER.unpack_from(self._buffer)

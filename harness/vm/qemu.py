@@ -25,7 +25,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -203,6 +203,10 @@ class VM:
         self._poisoned = False
         self._dead = False
         self._finalizer: weakref.finalize | None = None
+        #: Records up to this index were already checked for crash reports.
+        self._scanned = 0
+        self._last_command = ""
+        self._console_seen = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -345,6 +349,8 @@ class VM:
             raise
         self.boot_seconds = time.monotonic() - started
         self.restored = restoring
+        self._scanned, self._last_command = len(self._records), ""
+        self._console_seen = len(self.console.encode())
         if key is not None and not restoring:
             self._save_snapshot(store, key)
 
@@ -483,6 +489,7 @@ class VM:
         allow_poisoned: bool = False,
     ) -> CommandResult:
         """Run COMMAND as root: a string goes through ``sh -c``, a list is executed directly."""
+        self._catch_up()
         channel = self._usable(allow_poisoned)
         argv = _argv(command)
         shown = _display(command)
@@ -570,8 +577,6 @@ class VM:
                 title = f"the guest died while running {shown!r} (QEMU exit code {rc})"
                 crash = Crash(kind="panic", title=title, command=shown, panicked=True)
             elif rc == 1 and not crash.panicked:
-                from dataclasses import replace
-
                 crash = replace(crash, panicked=True)
             self._teardown()
         elif timed_out and crash is None:
@@ -582,7 +587,37 @@ class VM:
         if crash is not None and (crash.poisons and crash.kind != "timeout" or exit_code == NO_EXIT):
             self._poisoned = True
             self._crash = crash
+        self._scanned, self._last_command = len(self._records), shown
+        self._console_seen = len(self.console.encode())
         return crash
+
+    def _catch_up(self) -> None:
+        """Take in kernel log records the idle agent streamed, and check them for crashes."""
+        if self._channel is None or self._dead:
+            return
+        try:
+            while True:
+                kind, payload = self._channel.receive(time.monotonic())
+                if kind == b"L":
+                    self._add_record(payload)
+        except ChannelTimeout:
+            pass
+        except ChannelClosed:
+            # The guest died between commands (a module's timer or work item panicked).
+            self._diagnose(self._last_command, self._scanned, self._console_seen, 0, False, True, NO_EXIT)
+            return
+        self._scan_background()
+
+    def _scan_background(self) -> None:
+        """Crash reports logged after the last command returned are blamed on that command."""
+        crash = primary(parse_crashes([r.line() for r in self._records[self._scanned :]]))
+        self._scanned = len(self._records)
+        if crash is None:
+            return
+        blamed = f"{self._last_command} (reported after it returned)" if self._last_command else ""
+        crash = replace(crash, command=blamed)
+        if crash.poisons and not self._poisoned:
+            self._poisoned, self._crash = True, crash
 
     def put(self, local: str | Path, guest_path: str, *, mode: int = 0o644) -> None:
         """Upload the host file LOCAL to GUEST_PATH (parents created); raises HarnessError on failure."""
@@ -632,10 +667,12 @@ class VM:
         """The sequence number of the newest kernel log record (after fetching new ones)."""
         if self.alive:
             self._sync_log()
+            self._scan_background()
         return self._records[-1].seq if self._records else -1
 
     def dmesg(self, since: LogMark | None = None) -> list[str]:
         """Kernel log lines as ``dmesg`` prints them; only those after SINCE when given."""
         if self.alive:
             self._sync_log()
+            self._scan_background()
         return [r.line() for r in self._records if since is None or r.seq > since]

@@ -337,3 +337,18 @@ def test_qemu_dies_with_a_killed_host_process(kernel: KernelTarget, tmp_path: Pa
     leftover = Path(child.stdout.split()[1])
     VM(kernel).start().close()  # the next VM sweeps what the killed process left
     assert not leftover.exists()
+
+
+def test_oops_between_commands_is_blamed_on_the_last_one(
+    kernel: KernelTarget, test_modules: dict[str, Path]
+) -> None:
+    vm, result = _load(kernel, test_modules["kmh_delayed"])
+    with vm:
+        assert result.ok, "insmod itself returns before the work item runs"
+        time.sleep(3)
+        with pytest.raises(HarnessError, match="poisoned"):
+            vm.run("true")
+        crash = vm.crash
+        assert crash is not None and crash.kind == "oops"
+        assert (crash.function, crash.module) == ("kmh_delayed_fn", "kmh_delayed")
+        assert crash.command == "insmod /tmp/kmh_delayed.ko (reported after it returned)"

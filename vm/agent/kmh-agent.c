@@ -363,6 +363,15 @@ int main(int argc, char **argv)
 	uname(&u);
 	send_frame('R', u.release, (uint32_t)strlen(u.release));
 	for (;;) {
+		/* Idle: keep streaming the kernel log, so trouble that starts between commands (a
+		 * timer or work item of a module) reaches the host before the next command. */
+		struct pollfd idle[2] = { { port, POLLIN, 0 }, { kmsg, POLLIN, 0 } };
+		if (poll(idle, 2, -1) < 0)
+			continue;
+		if (idle[1].revents)
+			flush_kmsg();
+		if (!idle[0].revents)
+			continue;
 		char type, *p;
 		uint32_t len;
 		if (read_frame(&type, &p, &len))
