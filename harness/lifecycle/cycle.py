@@ -238,7 +238,8 @@ class GuestCycle:
                 evidence += "\n--- netlink checks ---\n" + net.describe()
             evidence += "\n--- kernel log since load ---\n" + _tail(self._dmesg(self._load_mark))
             return StepResult("verify", "fail", message=problems[0], evidence=evidence)
-        return StepResult("verify", "pass", message="; ".join(notes))
+        # The netlink checks stay in the report when they pass: what was sent, refused and counted.
+        return StepResult("verify", "pass", message="; ".join(notes), evidence=net.describe() if net else "")
 
     def _check_holders(self, held: str, holders: tuple[str, ...]) -> tuple[list[str], str]:
         """rmmod of a module others depend on must fail, and the kernel must name the holders.
@@ -367,6 +368,7 @@ class GuestCycle:
             after = self._snapshot(kallsyms=True)
         changes = diff(self._before, after)
         text = changes.describe()
+        net: NetReport | None = None
         if self.spec.expect.links:
             # Asked even when the diff already shows leftovers: a link that outlived its driver
             # is what netlink must not report (and asking may be what brings the kernel down).
@@ -384,7 +386,8 @@ class GuestCycle:
             return StepResult("cleanup", "fail", message=text.splitlines()[0], evidence=text)
         self.clean_state = after
         gone = f"; {len(self.spec.expect.links)} link(s) gone from netlink" if self.spec.expect.links else ""
-        return StepResult("cleanup", "pass", message=f"nothing left behind{gone}")
+        evidence = net.describe() if net else ""
+        return StepResult("cleanup", "pass", message=f"nothing left behind{gone}", evidence=evidence)
 
     def _reload(self) -> StepResult:
         if not self.spec.expect.reload:
