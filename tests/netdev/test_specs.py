@@ -35,6 +35,10 @@ def test_netdev_spec_passes_every_netlink_check(runs) -> None:  # type: ignore[n
     report = "\n".join(f"{s.name}: {s.status}: {s.message}\n{s.evidence}" for s in run.steps)
     assert run.verdict == "pass", report
     assert "netlink (loaded): 12/12 checks passed on 2 link(s)" in run.step("verify").message
+    evidence = run.step("verify").evidence  # kept for JUnit/KTAP/JSON although the step passed
+    assert "ok   kmhnet0 tx_count: sent 10 frames of 60 bytes: tx_packets +10" in evidence
+    assert "MTU 9001 refused with EINVAL (Invalid argument): mtu greater than device maximum" in evidence
+    assert "MTU 67 refused with EINVAL (Invalid argument): mtu less than device minimum" in evidence
     assert run.step("cleanup").message == "nothing left behind; 2 link(s) gone from netlink"
     assert run.step("reload").status == "pass"
 
