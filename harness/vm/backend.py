@@ -10,6 +10,9 @@ kernel runs in a throwaway QEMU process or a Vagrant box. Contract:
 * After a poisoning crash (oops, BUG, panic, lockup, hung task, timeout) ``poisoned`` is True and
   ``crash`` tells why; further ``run``/``put`` calls are refused unless ``allow_poisoned=True``
   (to gather evidence from a still-alive guest) or the caller starts a fresh VM with ``restart``.
+* Kernel reports logged while no command runs (a module's timer or work item) are noticed at
+  the next ``run``/``mark``/``dmesg``; a poisoning one is blamed on the last command
+  (``crash.command`` ends in "(reported after it returned)") and poisons the VM.
 * ``mark`` returns an opaque position in the kernel log; ``dmesg(since=mark)`` returns only the
   lines logged after it.
 * Every wait is bounded; ``close`` always leaves no process and no temp file behind.
