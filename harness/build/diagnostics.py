@@ -9,12 +9,17 @@ rewrites the copy's prefix to the source directory.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 DIAGNOSTIC = re.compile(
     r"^(?P<file>[^\s:][^:]*):(?P<line>\d+):(?:(?P<column>\d+):)?\s*"
     r"(?P<severity>fatal error|error|warning|note):\s*(?P<message>.*)$"
+)
+#: modpost's own complaints (undefined or GPL-only symbols), which name the module, not a file.
+MODPOST = re.compile(
+    r"^(?P<severity>ERROR|WARNING): modpost: (?P<message>.*?(?P<module>[\w-]+)\.ko.*)$", re.M
 )
 #: Lines gcc prints under a diagnostic: the source line and the caret line.
 EXCERPT = re.compile(r"^\s*(\d+\s*)?\|")
@@ -90,3 +95,19 @@ def _map_path(file: Path, mapping: dict[Path, Path]) -> Path:
         if file.is_relative_to(copy):
             return source / file.relative_to(copy)
     return file
+
+
+def modpost_diagnostics(log: str, owner_of: Callable[[str], Path | None]) -> dict[Path, list[Diagnostic]]:
+    """modpost's errors and warnings, attributed by module name through ``owner_of`` (name →
+    source directory). They point at the directory's Kbuild: modpost works on the linked
+    module, so there is no source line to name."""
+    grouped: dict[Path, list[Diagnostic]] = {}
+    for match in MODPOST.finditer(log):
+        source = owner_of(match.group("module"))
+        if source is None:
+            continue
+        severity = "error" if match.group("severity") == "ERROR" else "warning"
+        grouped.setdefault(source, []).append(
+            Diagnostic(source / "Kbuild", 0, None, severity, match.group("message"))
+        )
+    return grouped

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from plumbum import local
 
-from harness.build.diagnostics import Diagnostic, parse_diagnostics
+from harness.build.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
 from harness.errors import HarnessError
 from harness.kernels.target import KernelTarget
 from harness.paths import cache_root
@@ -36,10 +36,6 @@ BUILD_PRODUCTS = (
     ".tmp_versions", "*.ko.*", ".cache.mk",
 )  # fmt: skip
 FAILED_TARGET = re.compile(r"\*\*\* \[[^\]]*?(?P<path>/\S+?)\] Error \d+")
-#: modpost's own complaints (undefined or GPL-only symbols), which name the module, not a file.
-MODPOST = re.compile(
-    r"^(?P<severity>ERROR|WARNING): modpost: (?P<message>.*?(?P<module>[\w-]+)\.ko.*)$", re.M
-)
 
 
 @dataclass(frozen=True)
@@ -208,14 +204,13 @@ def _make(
             for link, source in mapping.items():
                 if match.group("path").startswith(f"{link}/"):
                     failed.add(source)
-        for match in MODPOST.finditer(log):
-            owner = next((r for r in batch if any(r.build_dir.rglob(f"{match.group('module')}.o"))), None)
-            if owner is None:
-                continue
-            severity = "error" if match.group("severity") == "ERROR" else "warning"
-            owner.diagnostics.append(
-                Diagnostic(owner.source_dir / "Kbuild", 0, None, severity, match.group("message"))
-            )
+
+        def owner_of(module: str) -> Path | None:
+            owner = next((r for r in batch if any(r.build_dir.rglob(f"{module}.o"))), None)
+            return owner.source_dir if owner else None
+
+        for source, found in modpost_diagnostics(log, owner_of).items():
+            next(r for r in batch if r.source_dir == source).diagnostics.extend(found)
         failed |= {result.source_dir for result in batch if result.errors}
         return log, failed
 

@@ -32,6 +32,10 @@ class RunCommand(cli.Application):
     json = cli.SwitchAttr("--json", str, help="write a JSON report to this file")
     werror = cli.Flag("--werror", help="treat compiler warnings as errors")
     isolate = cli.Flag("--isolate", help="boot a fresh VM for every module (default: share boots)")
+    backend = cli.SwitchAttr(
+        "--backend", cli.Set("qemu", "vagrant"), default="qemu", help="where modules run"
+    )
+    build_in_vm = cli.Flag("--build-in-vm", help="build inside the guest against its own headers (vagrant)")
     dry_run = cli.Flag("--dry-run", help="print the plan (module x kernel) and stop")
 
     def main(self, *targets: str) -> int:
@@ -51,7 +55,13 @@ class RunCommand(cli.Application):
         started = time.monotonic()
         with ProgressPrinter(sys.stderr, total=len(plan.items)) as progress:
             runner = Runner(
-                jobs=self.jobs, werror=self.werror, on_step=progress.step, on_finished=progress.finished
+                jobs=self.jobs,
+                werror=self.werror,
+                isolate=self.isolate,
+                backend=self.backend,
+                build_in_vm=self.build_in_vm,
+                on_step=progress.step,
+                on_finished=progress.finished,
             )
             runs = runner.execute(plan)
         print(render_summary(runs, color=use_color(sys.stdout), elapsed=time.monotonic() - started), end="")

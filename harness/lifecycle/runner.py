@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.build import BuildResult, build_modules
+from harness.build.guest import build_in_guest
 from harness.elf.check import check_loadable
 from harness.elf.depgraph import show_depends
 from harness.elf.treecache import cached_tree
@@ -97,6 +98,8 @@ class Runner:
         jobs: int = 1,
         werror: bool = False,
         isolate: bool = False,
+        backend: str = "qemu",
+        build_in_vm: bool = False,
         vm_factory: Callable[..., object] | None = None,
         on_step: StepCallback | None = None,
         on_finished: RunCallback | None = None,
@@ -105,7 +108,13 @@ class Runner:
         self.werror = werror
         #: A fresh VM for every module instead of sharing boots between modules that behave.
         self.isolate = isolate
-        self.vm_factory = vm_factory or _qemu_vm
+        if backend not in BACKENDS:
+            raise HarnessError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        if build_in_vm and backend != "vagrant":
+            raise HarnessError("--build-in-vm needs --backend vagrant (the QEMU guest has no compiler)")
+        self.vm_factory = vm_factory or BACKENDS[backend]
+        #: kbuild runs inside the guest against its own headers (a full distribution box).
+        self.build_in_vm = build_in_vm
         self.on_step = on_step
         self.on_finished = on_finished
         self._lock = threading.Lock()
@@ -182,10 +191,9 @@ class Runner:
                     wanted.append(definition)
         results: dict[ModuleDef, BuildResult] = {}
         started = time.monotonic()
+        build = self._build_in_guest if self.build_in_vm else self._build_on_host
         for batch in _batches_with_unique_names(wanted):
-            for definition, result in zip(
-                batch, build_modules([sources[d] for d in batch], kernel, werror=self.werror), strict=True
-            ):
+            for definition, result in zip(batch, build([sources[d] for d in batch], kernel), strict=True):
                 results[definition] = result
         elapsed = time.monotonic() - started
         for item in items:
@@ -211,6 +219,21 @@ class Runner:
                 evidence = "\n".join(str(w) for d in definitions for w in results[d].warnings)
                 self._step(item, StepResult("build", "pass", elapsed, message, evidence))
         return results
+
+    def _build_on_host(self, directories: list[Path], kernel: KernelTarget) -> list[BuildResult]:
+        return build_modules(directories, kernel, werror=self.werror)
+
+    def _build_in_guest(self, directories: list[Path], kernel: KernelTarget) -> list[BuildResult]:
+        """kbuild inside the (prewarmed) guest against its own headers; .ko files come back to the host."""
+        vm = self._take_prewarmed(kernel) or self.vm_factory(kernel, ())
+        try:
+            return build_in_guest(vm, directories, kernel)
+        finally:
+            # Hand the booted guest on to the first worker of this kernel.
+            future: Future = Future()
+            future.set_result(vm)
+            with self._lock:
+                self._prewarmed[kernel.release] = future
 
     # -- check -------------------------------------------------------------------------------
 
@@ -402,9 +425,32 @@ def _tail(log: str, lines: int = 30) -> str:
     return "\n".join(log.rstrip().splitlines()[-lines:])
 
 
+def _vagrant_vm(kernel: KernelTarget, debian: tuple[str, ...], python: bool = False):  # type: ignore[no-untyped-def]
+    from harness.vm.vagrant import VagrantVM
+
+    if python:
+        raise HarnessError("network expectations ([[expect.links]]) need the QEMU backend's Python layer")
+    vm = VagrantVM(kernel.suite or kernel.release)
+    vm.start()
+    if vm.box is not None and vm.box.release != kernel.release:
+        release = vm.box.release
+        vm.close()
+        raise HarnessError(
+            f"the Vagrant box runs {release}, the kernel target is {kernel.release}: rebuild the box "
+            f"('kmh box build --kernel {kernel.suite or kernel.release} --rebuild') or update the target"
+        )
+    return vm
+
+
 def _qemu_vm(kernel: KernelTarget, debian: tuple[str, ...], python: bool = False):  # type: ignore[no-untyped-def]
     from harness.vm.qemu import VM, VMConfig
 
     vm = VM(kernel, VMConfig(extra_modules=debian, python=python))
     vm.start()
     return vm
+
+
+BACKENDS: dict[str, Callable[[KernelTarget, tuple[str, ...]], object]] = {
+    "qemu": _qemu_vm,
+    "vagrant": _vagrant_vm,
+}

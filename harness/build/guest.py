@@ -1,0 +1,95 @@
+"""kbuild inside a guest that has its own compiler and headers (the Vagrant box), as BuildResults.
+
+The guest builds all directories in one batched ``make`` (see ``VagrantVM.build``); when that
+fails, each directory is built alone so the failure lands on the module that caused it, with the
+compiler's diagnostics mapped from the guest's paths back to the user's files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from harness.build.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
+from harness.build.kbuild import BuildResult, BuiltModule
+from harness.errors import HarnessError
+from harness.kernels.target import KernelTarget
+from harness.paths import cache_root
+
+
+class BuildingGuest(Protocol):
+    def build(self, sources: list[Path], out_dir: Path | None = None) -> list[Path]: ...
+
+
+#: Where the guest unpacks the sources (``<root>/batch/<dir name>``); see VagrantVM.build.
+GUEST_BATCH = Path("/root/kmh-build/batch")
+
+
+def build_in_guest(vm: BuildingGuest, directories: list[Path], kernel: KernelTarget) -> list[BuildResult]:
+    """Build DIRECTORIES in the guest; like the host's batched kbuild, a module that fails does
+    not take the others down: the batch is built again without the modules the compiler or
+    modpost named, and only failures nobody can be blamed for fall back to one build each."""
+    out = cache_root() / "guest-build" / kernel.release
+    results = [
+        BuildResult(source_dir=d.resolve(), kernel=kernel, build_dir=out / d.name) for d in directories
+    ]
+    pending = list(results)
+    while pending:
+        try:
+            _collect(vm.build([r.source_dir for r in pending], out), pending)
+            return results
+        except HarnessError as error:
+            log = f"{error.message}\n{error.details}"
+        blamed = _blame(log, pending)
+        if len(pending) == 1 or not blamed or len(blamed) == len(pending):
+            break
+        pending = [r for r in pending if r not in blamed]
+    for result in pending:
+        try:
+            _collect(vm.build([result.source_dir], out), [result])
+        except HarnessError as error:
+            _fail(result, f"{error.message}\n{error.details}")
+    return results
+
+
+def _blame(log: str, results: list[BuildResult]) -> list[BuildResult]:
+    """The results whose module the compiler or modpost named in LOG (marked failed)."""
+    grouped = _diagnostics(log, results)
+    blamed = []
+    for result in results:
+        errors = [d for d in grouped.get(result.source_dir, []) if d.severity in ("error", "fatal error")]
+        if errors:
+            result.diagnostics = grouped[result.source_dir]
+            result.log = log
+            blamed.append(result)
+    return blamed
+
+
+def _collect(kos: list[Path], results: list[BuildResult]) -> None:
+    for result in results:
+        mine = [ko for ko in kos if ko.is_relative_to(result.build_dir)]
+        result.modules = [BuiltModule(ko.stem, ko, result.kernel, result.source_dir) for ko in mine]
+
+
+def _fail(result: BuildResult, log: str) -> None:
+    result.log = log
+    result.diagnostics = _diagnostics(log, [result]).get(result.source_dir, [])
+
+
+def _diagnostics(log: str, results: list[BuildResult]) -> dict[Path, list[Diagnostic]]:
+    """Compiler diagnostics (guest paths mapped back) and modpost's, per source directory."""
+    grouped = parse_diagnostics(log, {GUEST_BATCH / r.source_dir.name: r.source_dir for r in results})
+
+    def owner_of(module: str) -> Path | None:
+        for result in results:
+            if any(f"{module}.o" in p.read_text() for p in _build_files(result.source_dir)):
+                return result.source_dir
+        return None
+
+    for source, found in modpost_diagnostics(log, owner_of).items():
+        grouped.setdefault(source, []).extend(found)
+    return grouped
+
+
+def _build_files(directory: Path) -> list[Path]:
+    return [path for path in (directory / "Kbuild", directory / "Makefile") if path.is_file()]
