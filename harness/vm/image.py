@@ -9,6 +9,7 @@ of reusing a stale one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -87,13 +88,20 @@ def _cached(path: Path, build: callable) -> Path:  # type: ignore[valid-type]
 
 def _shared_libraries(binary: Path) -> list[Path]:
     """The libraries ``ldd`` says BINARY loads, including the dynamic loader."""
-    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+    st = binary.stat()
+    return list(_ldd(str(binary), st.st_size, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _ldd(binary: str, size: int, mtime_ns: int) -> tuple[Path, ...]:
+    """Cached per file version: every VM start checks its layers' inputs, ldd costs ~10 ms."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
     libs = []
     for line in out.splitlines():
         match = re.search(r"(/\S+) \(0x", line)
         if match:
             libs.append(Path(match.group(1)))
-    return libs
+    return tuple(libs)
 
 
 def compile_agent(dest: Path) -> None:
@@ -213,6 +221,19 @@ def run_layer(files: dict[str, tuple[bytes, int]]) -> bytes:
     return out.getvalue()
 
 
+def layers(kernel: KernelTarget, *, extra_modules: Iterable[str] = (), python: bool = False) -> list[Path]:
+    """The cached layers (built if missing) a guest of this configuration boots from, in order.
+
+    Their file names are hashes of their inputs, so the list also identifies the image.
+    """
+    paths = [base_layer(kernel), modules_layer(kernel, extra_modules)]
+    if python:
+        from harness.vm.python_layer import python_layer
+
+        paths.append(python_layer())
+    return paths
+
+
 def assemble(
     kernel: KernelTarget,
     dest: Path,
@@ -225,13 +246,8 @@ def assemble(
 
     ``python`` adds the optional Python + pyroute2 layer (see :mod:`harness.vm.python_layer`).
     """
-    layers = [base_layer(kernel), modules_layer(kernel, extra_modules)]
-    if python:
-        from harness.vm.python_layer import python_layer
-
-        layers.append(python_layer())
     with dest.open("wb") as out:
-        for layer in layers:
+        for layer in layers(kernel, extra_modules=extra_modules, python=python):
             with layer.open("rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
         out.write(run_files)

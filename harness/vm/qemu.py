@@ -291,7 +291,10 @@ class VM:
             )
             argv = self._qemu_argv(qemu, accel_name, tmp)
             if use_snapshot and self._snapshot_wanted():
-                key = snapshot_key(qemu, argv, self._tmpdir, self.kernel, tmp / "initramfs.cpio")
+                used = image.layers(
+                    self.kernel, extra_modules=self.config.extra_modules, python=self.config.python
+                )
+                key = snapshot_key(qemu, argv, self._tmpdir, self.kernel, used)
                 restoring = store.available(key)
             if restoring:
                 assert key is not None

@@ -34,15 +34,18 @@ def _identity(path: Path) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def snapshot_key(qemu: str, argv: Sequence[str], tmpdir: str, kernel: KernelTarget, initramfs: Path) -> str:
-    """Hash of everything the saved state depends on (per-VM temp paths factored out)."""
+def snapshot_key(
+    qemu: str, argv: Sequence[str], tmpdir: str, kernel: KernelTarget, layers: Sequence[Path]
+) -> str:
+    """Hash of everything the saved state depends on (per-VM temp paths factored out).
+
+    The initramfs is identified by its layers' file names, which are hashes of their inputs.
+    """
     digest = hashlib.sha256(FORMAT.encode())
     digest.update(_identity(Path(qemu)).encode())
     digest.update(_identity(kernel.vmlinux).encode())
     digest.update("\0".join(arg.replace(tmpdir, "@TMP@") for arg in argv).encode())
-    with initramfs.open("rb") as data:
-        for block in iter(lambda: data.read(1 << 20), b""):
-            digest.update(block)
+    digest.update("\0".join(_identity(layer) for layer in layers).encode())
     return digest.hexdigest()[:20]
 
 
