@@ -58,30 +58,31 @@ def kmh_kernel(pytestconfig: pytest.Config) -> KernelTarget:
         pytest.fail(f"kmh: {error.message}", pytrace=False)
 
 
-@pytest.fixture(scope="module")
-def kmh_vm(kmh_kernel: KernelTarget) -> Iterator[object]:
-    """A booted disposable VM shared by the tests of one module (file); replaced if poisoned."""
+def _booted(kernel: KernelTarget, **options: object) -> Iterator[object]:
     from harness.vm.qemu import VM
 
-    vm = VM(kmh_kernel)
-    vm.start()
-    try:
+    with VM(kernel, **options) as vm:
         yield vm
-    finally:
-        vm.close()
 
 
-@pytest.fixture(autouse=False)
+@pytest.fixture(scope="module")
+def _kmh_shared_vm(kmh_kernel: KernelTarget) -> Iterator[object]:
+    yield from _booted(kmh_kernel)
+
+
+@pytest.fixture
+def kmh_vm(_kmh_shared_vm):  # type: ignore[no-untyped-def]
+    """A booted disposable VM shared by the tests of one module (file); a test that oopsed it
+    leaves a fresh one to the next test."""
+    if _kmh_shared_vm.poisoned:
+        _kmh_shared_vm.restart()
+    return _kmh_shared_vm
+
+
+@pytest.fixture
 def kmh_fresh_vm(kmh_kernel: KernelTarget) -> Iterator[object]:
     """A VM of its own for one test (for tests that expect to crash the kernel)."""
-    from harness.vm.qemu import VM
-
-    vm = VM(kmh_kernel)
-    vm.start()
-    try:
-        yield vm
-    finally:
-        vm.close()
+    yield from _booted(kmh_kernel)
 
 
 @pytest.fixture
@@ -142,14 +143,7 @@ def kmh_dmesg(kmh_vm) -> Callable[[], list[str]]:  # type: ignore[no-untyped-def
 @pytest.fixture(scope="module")
 def kmh_net_vm(kmh_kernel: KernelTarget) -> Iterator[object]:
     """Like ``kmh_vm``, with Debian's python3 + pyroute2 in the guest for ``kmh_netcheck``."""
-    from harness.vm.qemu import VM, VMConfig
-
-    vm = VM(kmh_kernel, VMConfig(python=True))
-    vm.start()
-    try:
-        yield vm
-    finally:
-        vm.close()
+    yield from _booted(kmh_kernel, python=True)
 
 
 @pytest.fixture

@@ -17,6 +17,17 @@ def test_my_driver(kmh_vm, kmh_module, kmh_dmesg):
     assert any("plugchr: registered /dev/plugchr" in line for line in kmh_dmesg())
     assert kmh_vm.run("/sbin/rmmod plugchr").ok
 
+@pytest.mark.kmh_module(template="bad_null_deref", name="plugoops")
+def test_a_driver_that_oopses(kmh_vm, kmh_module):
+    kmh_vm.put(kmh_module.path, "/tmp/plugoops.ko")
+    result = kmh_vm.run("/sbin/insmod /tmp/plugoops.ko")
+    assert result.crash is not None and result.crash.module == "plugoops"
+    assert kmh_vm.poisoned
+
+def test_the_next_test_gets_a_healthy_vm(kmh_vm):
+    assert not kmh_vm.poisoned
+    assert kmh_vm.run("true").ok
+
 @pytest.mark.kmh_module("broken")
 def test_broken_driver_fails_with_diagnostics(kmh_module):
     pass
@@ -30,5 +41,5 @@ def test_user_test_file_with_kmh_fixtures(pytester, kernel_61):
     (broken / "broken.c").write_text('#include <linux/module.h>\nint x = ;\nMODULE_LICENSE("GPL");\n')
     pytester.makepyfile(test_driver=USER_TEST)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--kmh-kernel", "bookworm")
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["*broken.c:2:*error*"])
