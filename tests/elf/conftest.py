@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from elf_helpers import build_fixture_modules, run_kmh
 from plumbum import local
 
 from harness.kernels.target import KernelTarget
+from tests.elf.elf_helpers import build_fixture_modules, run_kmh
 
 
 @pytest.fixture(scope="session")

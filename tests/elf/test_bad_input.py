@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from elf_helpers import FULL, run_kmh
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +23,7 @@ from harness.elf.modinfo_text import render_modinfo
 from harness.elf.tree import module_facts
 from harness.errors import HarnessError
 from harness.kernels.target import KernelTarget
+from tests.elf.elf_helpers import FULL, run_kmh
 
 
 @pytest.fixture(scope="module")

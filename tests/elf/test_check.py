@@ -12,10 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-from elf_helpers import run_kmh
-
 from harness.elf import LoadCheck, check_loadable
 from harness.kernels.target import KernelTarget
+from tests.elf.elf_helpers import run_kmh
 
 
 def kinds(result: LoadCheck) -> set[str]:

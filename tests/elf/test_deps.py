@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from elf_helpers import depmod_sections, make_farm, materialise, run_kmh
 
 from harness.elf.depgraph import dependency_graph, show_depends
 from harness.elf.tree import ModuleTree
 from harness.errors import HarnessError
 from harness.kernels.target import KernelTarget
+from tests.elf.elf_helpers import depmod_sections, make_farm, materialise, run_kmh
 
 
 def kmh_files(tree: Path) -> dict[str, bytes]:

@@ -11,9 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from elf_helpers import FULL, run_kmh
 
 from harness.kernels.target import KernelTarget
+from tests.elf.elf_helpers import FULL, run_kmh
 
 STEP = 1 if FULL else 15
 

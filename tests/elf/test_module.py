@@ -14,13 +14,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from elf_helpers import FULL, run_kmh
 from elftools.elf.elffile import ELFFile
 
 from harness.elf import open_module, read_module
 from harness.elf.modinfo_text import hex_block
 from harness.elf.symvers import read_symvers
 from harness.kernels.target import KernelTarget
+from tests.elf.elf_helpers import FULL, run_kmh
 
 STEP = 1 if FULL else 23
 

@@ -11,9 +11,9 @@ import shutil
 from collections.abc import Callable
 
 import pytest
-from vagrant_helpers import libvirt_state
 
 from harness.vm.vagrant.box import Box, BoxBuilder
+from tests.vagrant.vagrant_helpers import libvirt_state
 
 
 def _unavailable() -> str | None:

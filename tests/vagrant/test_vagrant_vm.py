@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vagrant_helpers import host_network_state, libvirt_state
 
 from harness.errors import HarnessError
 from harness.templates import write_module
 from harness.vm.backend import VMBackend
 from harness.vm.vagrant.box import Box
 from harness.vm.vagrant.machine import VagrantVM
+from tests.vagrant.vagrant_helpers import host_network_state, libvirt_state
 
 pytestmark = pytest.mark.vagrant
 
