@@ -11,8 +11,14 @@ import os
 import re
 from dataclasses import dataclass
 
-#: strerror text → errno name, to name the error insmod/modprobe/rmmod printed.
-_ERRNO_BY_MESSAGE = {os.strerror(code): name for code, name in errno.errorcode.items()}
+#: strerror text → errno name, to name the error insmod/modprobe/rmmod printed; kmod words a
+#: few errors of init_module its own way (libkmod's mod_strerror).
+_ERRNO_BY_MESSAGE = {
+    **{os.strerror(code): name for code, name in errno.errorcode.items()},
+    "Invalid module format": "ENOEXEC",
+    "Unknown symbol in module": "ENOENT",
+    "Invalid parameters": "EINVAL",
+}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ def test_proc_modules_line():
 def test_kmod_error_messages_name_the_errno():
     assert errno_name("insmod: ERROR: could not insert module x.ko: No such device") == "ENODEV"
     assert errno_name("rmmod: ERROR: Module x is in use") == ""
+    assert errno_name("insmod: ERROR: could not insert module x.ko: Invalid parameters") == "EINVAL"
     assert explain_error("insmod: ERROR: could not insert module x.ko: File exists\n") == (
         "insmod: ERROR: could not insert module x.ko: File exists (EEXIST)"
     )
