@@ -1,63 +1,45 @@
 """The ``kmh`` command line: thin by design.
 
-Each verb lives in its own file under :mod:`harness.commands` and only parses arguments, calls
-the library and prints. Verbs are registered here by dotted path so ``kmh --help`` imports
-nothing heavy. User mistakes arrive as :class:`~harness.errors.HarnessError` and leave with one
-line on stderr and exit code 2; pass/fail verdicts use 0/1.
+The verbs are plumbum.cli applications (:mod:`harness.commands.app`). User mistakes arrive as
+:class:`~harness.errors.HarnessError` and leave with one line on stderr and exit code 2;
+pass/fail verdicts use 0/1.
+
+One form skips plumbum: ``kmh inspect FILE [--json]``. Importing plumbum costs ~60 ms (its path
+module pulls in urllib), more than reading a module, and inspect is the verb scripts call once per
+file; anything else on that command line (``--help``, more files) goes through plumbum as usual.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
-from plumbum import cli
-
-from harness import __version__
 from harness.errors import HarnessError
 
 EXIT_OK = 0
-EXIT_FAIL = 1
 EXIT_USAGE = 2
 
 
-class Kmh(cli.Application):
-    """kmod-harness: generate, build, inspect, load and verify Linux kernel modules."""
+def _direct(args: list[str]) -> Callable[[], int] | None:
+    """The command for argument lists simple enough to need no parser, else None."""
+    if len(args) in (2, 3) and args[0] == "inspect" and not args[1].startswith("-"):
+        if len(args) == 2 or args[2] == "--json":
+            from harness.elf.report import show_module
 
-    PROGNAME = "kmh"
-    VERSION = __version__
-
-    def main(self, *args: str) -> int:
-        if args:
-            print(f"kmh: unknown command {args[0]!r}; see 'kmh --help'", file=sys.stderr)
-            return EXIT_USAGE
-        if not self.nested_command:
-            self.help()
-            return EXIT_USAGE
-        return EXIT_OK
-
-
-_VERBS = {
-    "vm": "harness.commands.vm.VmCommand",
-    "run": "harness.commands.run.RunCommand",
-    "kernel": "harness.commands.kernel.KernelCommand",
-    "build": "harness.commands.build.BuildCommand",
-    "templates": "harness.commands.templates.TemplatesCommand",
-    "new": "harness.commands.new.NewCommand",
-    "modinfo": "harness.commands.modinfo.ModinfoCommand",
-    "inspect": "harness.commands.inspect.InspectCommand",
-    "deps": "harness.commands.deps.DepsCommand",
-    "check": "harness.commands.check.CheckCommand",
-    "box": "harness.commands.box.BoxCommand",
-}
-
-for _verb, _path in _VERBS.items():
-    Kmh.subcommand(_verb, _path)
+            return lambda: show_module(args[1], as_json=len(args) == 3)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kmh`` script; turns HarnessError into one line and exit 2."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        _app, code = Kmh.run(argv=["kmh", *(sys.argv[1:] if argv is None else argv)], exit=False)
+        direct = _direct(args)
+        if direct is not None:
+            return direct()
+        from harness.commands.app import Kmh
+
+        _app, code = Kmh.run(argv=["kmh", *args], exit=False)
     except HarnessError as error:
         print(f"kmh: error: {error.message}", file=sys.stderr)
         if error.details:

@@ -6,9 +6,9 @@ The text form is for a person (grouped, aligned, CRCs in hex); ``--json`` is com
 
 from __future__ import annotations
 
-import sys
-
 from plumbum import cli
+
+from harness.elf.report import show_module
 
 
 class InspectCommand(cli.Application):
@@ -17,15 +17,4 @@ class InspectCommand(cli.Application):
     as_json = cli.Flag("--json", help="print everything as JSON")
 
     def main(self, file: str) -> int:
-        from harness.elf.module import read_module
-
-        info = read_module(file)
-        if self.as_json:
-            import json
-
-            print(json.dumps(info.as_dict(), indent=2))
-        else:
-            from harness.elf.report import describe_module
-
-            sys.stdout.write(describe_module(info))
-        return 0
+        return show_module(file, as_json=self.as_json)

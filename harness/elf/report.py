@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from harness.elf.model import ModuleInfo
 from harness.elf.modinfo_text import hex_block
 
@@ -70,3 +72,17 @@ def describe_module(info: ModuleInfo) -> str:
             ]
         )
     return "\n".join(lines) + "\n"
+
+
+def show_module(file: str, *, as_json: bool = False) -> int:
+    """Print what ``kmh inspect`` shows; plumbum-free so ``harness.cli`` can call it directly."""
+    from harness.elf.module import read_module
+
+    info = read_module(file)
+    if as_json:
+        import json
+
+        print(json.dumps(info.as_dict(), indent=2))
+    else:
+        sys.stdout.write(describe_module(info))
+    return 0
