@@ -6,31 +6,19 @@ the library and prints; registering by dotted path keeps ``kmh --help`` from imp
 
 from __future__ import annotations
 
-import sys
-
-from plumbum import cli
-
 from harness import __version__
+from harness.commands.group import CommandGroup
 
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 
 
-class Kmh(cli.Application):
+class Kmh(CommandGroup):
     """kmod-harness: generate, build, inspect, load and verify Linux kernel modules."""
 
     PROGNAME = "kmh"
     VERSION = __version__
-
-    def main(self, *args: str) -> int:
-        if args:
-            print(f"kmh: unknown command {args[0]!r}; see 'kmh --help'", file=sys.stderr)
-            return EXIT_USAGE
-        if not self.nested_command:
-            self.help()
-            return EXIT_USAGE
-        return EXIT_OK
 
 
 _VERBS = {

@@ -7,23 +7,15 @@ import sys
 from plumbum import cli
 
 from harness.commands.common import format_table
+from harness.commands.group import CommandGroup
 from harness.kernels.apt import SUITE_GROUPS
 from harness.vm.vagrant.access import blocking_directory
 from harness.vm.vagrant.box import BoxBuilder, remove_box
 from harness.vm.vagrant.env import vagrant_home
 
 
-class BoxCommand(cli.Application):
+class BoxCommand(CommandGroup):
     """Build and manage the Vagrant boxes (Debian with kernel headers) of the Vagrant backend."""
-
-    def main(self, *args: str) -> int:
-        if args:
-            print(f"kmh box: unknown command {args[0]!r}; see 'kmh box --help'", file=sys.stderr)
-            return 2
-        if not self.nested_command:
-            self.help()
-            return 2
-        return 0
 
 
 @BoxCommand.subcommand("build")

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-
 from plumbum import cli
 
 from harness.commands.common import format_table
+from harness.commands.group import CommandGroup
 from harness.kernels.store import KernelStore
 
 
-class KernelCommand(cli.Application):
+class KernelCommand(CommandGroup):
     """Manage kernel targets (Debian kernels unpacked side by side, none of them installed)."""
-
-    def main(self, *args: str) -> int:
-        if args:
-            print(f"kmh kernel: unknown command {args[0]!r}; see 'kmh kernel --help'", file=sys.stderr)
-            return 2
-        if not self.nested_command:
-            self.help()
-            return 2
-        return 0
 
 
 @KernelCommand.subcommand("add")

@@ -14,6 +14,7 @@ from pathlib import Path
 from plumbum import cli
 
 from harness.commands.common import DEFAULT_KERNEL, kernel_targets
+from harness.commands.group import CommandGroup
 from harness.errors import HarnessError
 from harness.vm import accel
 from harness.vm.crash import Crash
@@ -61,17 +62,8 @@ class _VmOptions(cli.Application):
         return vm
 
 
-class VmCommand(cli.Application):
+class VmCommand(CommandGroup):
     """Boot disposable VMs of a kernel target: run a command, or get a shell."""
-
-    def main(self, *args: str) -> int:
-        if args:
-            print(f"kmh vm: unknown command {args[0]!r}; see 'kmh vm --help'", file=sys.stderr)
-            return 2
-        if not self.nested_command:
-            self.help()
-            return 2
-        return 0
 
 
 def _parse_put(spec: str) -> tuple[Path, str]:
