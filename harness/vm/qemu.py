@@ -637,16 +637,9 @@ class VM:
         if not guest_path.startswith("/"):
             raise HarnessError(f"guest path must be absolute: {guest_path!r}")
         channel.send(b"P", guest_path.encode() + b"\0" + f"{mode:o}".encode() + b"\0" + data)
-        deadline = time.monotonic() + 30 + len(data) / 1e6
-        try:
-            while True:
-                kind, payload = channel.receive(deadline)
-                if kind == b"L":
-                    self._add_record(payload)
-                elif kind == b"A":
-                    break
-        except (ChannelClosed, ChannelTimeout):
-            raise HarnessError(f"upload to {guest_path} got no answer from the guest") from None
+        payload = self._await_reply(
+            channel, b"A", 30 + len(data) / 1e6, f"upload to {guest_path} got no answer from the guest"
+        )
         if payload:
             raise HarnessError(f"upload failed: {payload.decode(errors='replace')}")
 
@@ -655,16 +648,21 @@ class VM:
     def _sync_log(self) -> None:
         channel = self._usable(allow_poisoned=True)
         channel.send(b"D")
-        deadline = time.monotonic() + 10
+        self._await_reply(channel, b"D", 10, "the guest did not answer a kernel log request")
+
+    def _await_reply(self, channel: Channel, reply: bytes, seconds: float, silence: str) -> bytes:
+        """The payload of the guest's next REPLY message, keeping the kernel log records that
+        arrive before it; HarnessError(SILENCE) when none comes within SECONDS."""
+        deadline = time.monotonic() + seconds
         try:
             while True:
                 kind, payload = channel.receive(deadline)
                 if kind == b"L":
                     self._add_record(payload)
-                elif kind == b"D":
-                    return
+                elif kind == reply:
+                    return payload
         except (ChannelClosed, ChannelTimeout):
-            raise HarnessError("the guest did not answer a kernel log request") from None
+            raise HarnessError(silence) from None
 
     def mark(self) -> LogMark:
         """The sequence number of the newest kernel log record (after fetching new ones)."""
