@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.build import build_modules
+from harness.kbuild import build_modules
 from harness.kernels.store import KernelStore
 from harness.templates import write_module
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import BuiltModule, build_modules
 from harness.errors import HarnessError
+from harness.kbuild import BuiltModule, build_modules
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from plumbum import cli
 
-from harness.build import build_modules
 from harness.commands.common import kernel_targets
+from harness.kbuild import build_modules
 
 
 class BuildCommand(cli.Application):

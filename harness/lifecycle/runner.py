@@ -20,12 +20,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.build import BuildResult, build_modules
-from harness.build.guest import build_in_guest
 from harness.elf.check import check_loadable
 from harness.elf.depgraph import show_depends
 from harness.elf.treecache import cached_tree
 from harness.errors import HarnessError
+from harness.kbuild import BuildResult, build_modules
+from harness.kbuild.guest import build_in_guest
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
 from harness.lifecycle.cycle import GuestCycle, GuestModules

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.build import build_modules
+from harness.kbuild import build_modules
 from harness.kernels.target import KernelTarget
 from harness.templates import write_module
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from harness.build import build_modules
 from harness.errors import HarnessError
+from harness.kbuild import build_modules
 
 pytestmark = pytest.mark.kbuild
 

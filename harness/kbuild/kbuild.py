@@ -25,8 +25,8 @@ from pathlib import Path
 
 from plumbum import local
 
-from harness.build.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
 from harness.errors import HarnessError
+from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
 from harness.kernels.target import KernelTarget
 from harness.paths import cache_root
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from harness.build.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
-from harness.build.kbuild import BuildResult, BuiltModule
 from harness.errors import HarnessError
+from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
+from harness.kbuild.kbuild import BuildResult, BuiltModule
 from harness.kernels.target import KernelTarget
 from harness.paths import cache_root
 
