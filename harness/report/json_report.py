@@ -90,6 +90,8 @@ def to_json(runs: Sequence[ModuleRun], *, elapsed: float | None = None) -> dict[
             "failed": counts.failed,
             "crashed": counts.crashed,
             "timed_out": counts.timed_out,
+            "errors": counts.errors,
+            "interrupted": counts.interrupted,
             "ok": counts.ok,
             "duration": round(counts.duration, 3),
             "kernels": sorted({run.kernel for run in runs}),

@@ -32,7 +32,7 @@ def _counts(steps: Sequence[StepResult]) -> dict[str, int]:
     return {
         "tests": len(statuses),
         "failures": statuses.count("fail"),
-        "errors": statuses.count("crash") + statuses.count("timeout"),
+        "errors": sum(statuses.count(status) for status in ("crash", "timeout", "error", "interrupted")),
         "skipped": statuses.count("skip"),
     }
 
@@ -76,7 +76,7 @@ def _case(step: StepResult, classname: str) -> ET.Element:
     elif step.status == "fail":
         failure = ET.SubElement(case, "failure", message=message, type="fail")
         failure.text = _body(step)
-    elif step.status in ("crash", "timeout"):
+    elif step.status in ("crash", "timeout", "error", "interrupted"):
         kind = step.crash.kind if step.crash is not None else step.status
         error = ET.SubElement(case, "error", message=message, type=printable(kind, keep=""))
         error.text = _body(step)

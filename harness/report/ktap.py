@@ -53,10 +53,14 @@ def _step_lines(number: int, step: StepResult) -> list[str]:
     elif step.status == "fail":
         result = f"not ok {number} {name}{' # ' + reason if reason else ''}"
     else:
-        directive = "TIMEOUT" if step.status == "timeout" else "ERROR"
+        directive = _DIRECTIVES.get(step.status, "ERROR")
         result = f"not ok {number} {name} # {directive}{' ' + reason if reason else ''}"
     lines.append(result)
     return lines
+
+
+#: KTAP directives of the statuses that are neither ok nor a plain failure.
+_DIRECTIVES = {"timeout": "TIMEOUT", "interrupted": "SKIP interrupted"}
 
 
 def _run_lines(number: int, run: ModuleRun) -> list[str]:
@@ -72,7 +76,7 @@ def _run_lines(number: int, run: ModuleRun) -> list[str]:
     elif verdict == "fail":
         lines.append(f"not ok {number} {name}")
     else:
-        directive = "TIMEOUT" if verdict == "timeout" else "ERROR"
+        directive = _DIRECTIVES.get(verdict, "ERROR")
         failure = run.failure
         reason = _description(f"{failure.name}: {failure.message}") if failure is not None else ""
         lines.append(f"not ok {number} {name} # {directive}{' ' + reason if reason else ''}")

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from harness.lifecycle.result import ModuleRun
 
 #: How each verdict is counted in the final line, in the order the line lists them.
-VERDICT_WORDS = (("pass", "passed"), ("fail", "failed"), ("crash", "crashed"), ("timeout", "timed out"))
+VERDICT_WORDS = (
+    ("pass", "passed"),
+    ("fail", "failed"),
+    ("crash", "crashed"),
+    ("timeout", "timed out"),
+    ("error", "errored"),
+    ("interrupted", "interrupted"),
+)
 
 
 @dataclass(frozen=True)
@@ -23,12 +30,16 @@ class Tally:
     failed: int = 0
     crashed: int = 0
     timed_out: int = 0
+    #: No verdict could be given (the harness's own trouble, e.g. a guest lost twice).
+    errors: int = 0
+    #: Stopped by SIGINT/SIGTERM before finishing.
+    interrupted: int = 0
     #: Seconds: the wall-clock time of the whole run when known, else the sum of the runs.
     duration: float = 0.0
 
     @property
     def total(self) -> int:
-        return self.passed + self.failed + self.crashed + self.timed_out
+        return self.passed + self.failed + self.crashed + self.timed_out + self.errors + self.interrupted
 
     @property
     def ok(self) -> bool:
@@ -36,9 +47,14 @@ class Tally:
         return self.total > 0 and self.passed == self.total
 
     def count(self, verdict: str) -> int:
-        return {"pass": self.passed, "fail": self.failed, "crash": self.crashed, "timeout": self.timed_out}[
-            verdict
-        ]
+        return {
+            "pass": self.passed,
+            "fail": self.failed,
+            "crash": self.crashed,
+            "timeout": self.timed_out,
+            "error": self.errors,
+            "interrupted": self.interrupted,
+        }[verdict]
 
     def line(self) -> str:
         """``12 passed, 2 failed, 1 crashed, 1 timed out in 48.2s`` (zero counts left out)."""
@@ -58,6 +74,8 @@ def tally(runs: Iterable[ModuleRun], *, elapsed: float | None = None) -> Tally:
         failed=verdicts.count("fail"),
         crashed=verdicts.count("crash"),
         timed_out=verdicts.count("timeout"),
+        errors=verdicts.count("error"),
+        interrupted=verdicts.count("interrupted"),
         duration=sum(run.duration for run in runs) if elapsed is None else elapsed,
     )
 

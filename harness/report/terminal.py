@@ -20,7 +20,15 @@ from harness.report.tally import format_duration, run_name, tally
 from harness.report.text import one_line, printable
 from harness.vm.crash import Crash
 
-_COLOURS = {"pass": "32", "fail": "31", "crash": "1;31", "timeout": "33", "skip": "2"}
+_COLOURS = {
+    "pass": "32",
+    "fail": "31",
+    "crash": "1;31",
+    "timeout": "33",
+    "skip": "2",
+    "error": "35",
+    "interrupted": "2",
+}
 _CLEAR_LINE = "\r\x1b[K"
 
 

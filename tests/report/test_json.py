@@ -37,6 +37,8 @@ def test_summary_block_counts_the_verdicts(runs, tmp_path):
         "failed": 3,
         "crashed": 1,
         "timed_out": 1,
+        "errors": 0,
+        "interrupted": 0,
         "ok": False,
         "duration": 12.5,
         "kernels": ["6.1.0-26-amd64", "6.12.9+bpo-amd64"],
