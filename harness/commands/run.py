@@ -37,6 +37,9 @@ class RunCommand(cli.Application):
     )
     build_in_vm = cli.Flag("--build-in-vm", help="build inside the guest against its own headers (vagrant)")
     dry_run = cli.Flag("--dry-run", help="print the plan (module x kernel) and stop")
+    cluster = cli.SwitchAttr(
+        "--cluster", str, help="run on the Dask scheduler at tcp://HOST:PORT, or on local[:N] workers"
+    )
 
     def main(self, *targets: str) -> int:
         specs: list[ModuleSpec] = []
@@ -63,6 +66,10 @@ class RunCommand(cli.Application):
                 on_step=progress.step,
                 on_finished=progress.finished,
             )
+            if self.cluster:  # Dask is imported only here: the local runner needs none
+                from harness.cluster import cluster_runner
+
+                runner = cluster_runner(self.cluster, runner, backend=self.backend)
             runs = runner.execute(plan)
         print(render_summary(runs, color=use_color(sys.stdout), elapsed=time.monotonic() - started), end="")
         if self.junit:

@@ -1,0 +1,208 @@
+"""The client side of ``kmh run --cluster``: submit the cells, stream the results back.
+
+Dask distributed does the distributing (placement by the ``VM`` resource, reruns when a worker
+dies, ``KilledWorker`` for a cell that keeps killing them); this module only maps a plan onto it
+and maps every way a cell can end back onto :class:`ModuleRun` values, so the progress output and
+every report are written exactly as after a local run. Nothing is lost: a cell that ends without
+results (the scheduler gave up on it, the scheduler went away, its process broke) gives its runs
+an ``error`` step that names the cell and the cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from harness.cluster.cells import DEFAULT_CELL_SIZE, Cell, split_plan
+from harness.cluster.execute import CellOptions
+from harness.cluster.task import cell_task
+from harness.errors import HarnessError
+from harness.lifecycle.result import ModuleRun, StepResult
+from harness.lifecycle.runner import Plan, RunCallback, StepCallback
+
+#: How long to wait for a first worker on a scheduler that has none yet.
+WORKER_WAIT = 60.0
+#: Loopback only by default: a local cluster never listens on another interface.
+LOCAL_HOST = "127.0.0.1"
+
+TaskFunction = Callable[[Cell, CellOptions, str], list[ModuleRun]]
+
+
+class ClusterRun:
+    """One ``kmh run`` on a Dask cluster: :meth:`execute` returns runs in plan order."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        options: CellOptions | None = None,
+        cell_size: int = DEFAULT_CELL_SIZE,
+        on_step: StepCallback | None = None,
+        on_finished: RunCallback | None = None,
+        messages: TextIO = sys.stderr,
+        task: TaskFunction = cell_task,
+    ) -> None:
+        self.address = address
+        self.options = options or CellOptions()
+        self.cell_size = cell_size
+        self.on_step = on_step
+        self.on_finished = on_finished
+        self.messages = messages
+        #: The function a worker runs for a cell (tests swap in one that kills its worker).
+        self.task = task
+        self.run_id = uuid.uuid4().hex[:8]
+        #: Cells that came back with results, and cells that ended without (error verdicts).
+        self.finished_cells: list[Cell] = []
+        self.lost_cells: list[Cell] = []
+
+    def execute(self, plan: Plan) -> list[ModuleRun]:
+        distributed = require_distributed()
+        cells = split_plan(plan, size=self.cell_size, run_id=self.run_id)
+        runs: list[ModuleRun | None] = [None] * len(plan.items)
+        with connect(self.address) as client:
+            _check_workers(client, self.address)
+            futures = {
+                client.submit(
+                    self.task, cell, self.options, self.run_id, key=cell.key, pure=False, resources={"VM": 1}
+                ): cell
+                for cell in cells
+            }
+            try:
+                for future in distributed.as_completed(futures, loop=client.loop):
+                    cell = futures[future]
+                    results = self._outcome(future, cell)
+                    (self.finished_cells if future.status == "finished" else self.lost_cells).append(cell)
+                    for item, run in zip(cell.items, results, strict=True):
+                        runs[item.index] = run
+                        self._report(run)
+            except BaseException:
+                # Ctrl-C (or any failure here): nothing of this run may keep a VM on a worker.
+                client.cancel(list(futures), force=True)
+                _stop_cells(client, self.run_id)
+                raise
+        self._say_lost(cells)
+        return [run if run is not None else item.run for run, item in zip(runs, plan.items, strict=True)]
+
+    def _say_lost(self, cells: list[Cell]) -> None:
+        """One line naming the cells that ended without results (their runs carry the cause)."""
+        lost = [cell.key for cell in self.lost_cells]
+        if lost:
+            done = len(cells) - len(lost)
+            print(
+                f"kmh run: {done} of {len(cells)} cells finished; no verdicts from {', '.join(lost)}",
+                file=self.messages,
+            )
+
+    def _outcome(self, future, cell: Cell) -> list[ModuleRun]:  # type: ignore[no-untyped-def]
+        """The cell's runs, or error runs saying why it has none."""
+        if future.status == "finished":
+            return future.result()
+        if future.status == "cancelled":
+            why = "the scheduler went away before the cell finished"
+        else:
+            error = future.exception()
+            name = type(error).__name__
+            if name == "KilledWorker":
+                why = f"the cell killed the workers that ran it and the scheduler gave up ({error})"
+            else:
+                why = f"the cell failed on its worker: {name}: {error}"
+        return [_error_run(item.spec.name, item.spec.origin, item.kernel, cell, why) for item in cell.items]
+
+    def _report(self, run: ModuleRun) -> None:
+        if self.on_step:
+            for step in run.steps:
+                self.on_step(run, step)
+        if self.on_finished:
+            self.on_finished(run)
+
+
+def _error_run(module: str, source: str, kernel: str, cell: Cell, why: str) -> ModuleRun:
+    run = ModuleRun(module=module, source=source, kernel=kernel)
+    first, _, rest = why.partition("\n")
+    run.steps.append(StepResult("cluster", "error", message=f"cell {cell.key}: {first}", evidence=rest))
+    return run
+
+
+def require_distributed():  # type: ignore[no-untyped-def]
+    """The ``distributed`` module, or the one-line error naming the extra that installs it."""
+    try:
+        import distributed
+    except ImportError:
+        raise HarnessError("--cluster needs Dask distributed: pip install 'kmod-harness[cluster]'") from None
+    # Dask logs every lost connection and rerun at WARNING; the run's own output says what matters.
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    return distributed
+
+
+def parse_local(address: str) -> int | None:
+    """``local`` → one worker per CPU, ``local:N`` → N workers; None for a scheduler address."""
+    if address != "local" and not address.startswith("local:"):
+        return None
+    count = address.partition(":")[2]
+    if not count:
+        return os.cpu_count() or 1
+    if not count.isdigit() or int(count) < 1:
+        raise HarnessError(f"--cluster {address}: write local or local:N with N a number of workers")
+    return int(count)
+
+
+@contextmanager
+def connect(address: str) -> Iterator[object]:
+    """A client of the scheduler at ``address``, or of a LocalCluster started here for ``local[:N]``.
+
+    A local cluster listens on 127.0.0.1 only and has no dashboard; each worker is a process
+    with one thread and one VM, the same as ``dask worker --nthreads 1 --resources VM=1``.
+    TLS and other connection settings come from Dask's own configuration (see README).
+    """
+    distributed = require_distributed()
+    workers = parse_local(address)
+    if workers is not None:
+        with (
+            distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host=LOCAL_HOST,
+                dashboard_address=None,
+                resources={"VM": 1},
+            ) as cluster,
+            distributed.Client(cluster, set_as_default=False) as client,
+        ):
+            yield client
+        return
+    try:
+        client = distributed.Client(address, set_as_default=False, timeout=30)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise HarnessError(f"--cluster: cannot reach a Dask scheduler at {address}: {error}") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _check_workers(client, address: str) -> None:  # type: ignore[no-untyped-def]
+    """Fail fast when no worker could ever run a cell (none offers the ``VM`` resource)."""
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT)
+    except TimeoutError:
+        raise HarnessError(f"--cluster: the scheduler at {address} has no workers") from None
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    if not any(worker.get("resources", {}).get("VM", 0) >= 1 for worker in workers):
+        raise HarnessError(
+            f"--cluster: no worker of {address} offers a VM; start workers with --resources VM=N"
+        )
+
+
+def _stop_cells(client, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Terminate this run's cell processes (and so their VMs) on every worker."""
+    from harness.cluster.task import cancel_run
+
+    try:
+        client.run(cancel_run, run_id)
+    except Exception:  # noqa: BLE001 - the scheduler may be gone; workers then lose their cells anyway
+        pass
