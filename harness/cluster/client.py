@@ -134,8 +134,9 @@ def require_distributed():  # type: ignore[no-untyped-def]
         import distributed
     except ImportError:
         raise HarnessError("--cluster needs Dask distributed: pip install 'kmod-harness[cluster]'") from None
-    # Dask logs every lost connection and rerun at WARNING; the run's own output says what matters.
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    # Dask logs lost connections, reruns and given-up cells with tracebacks; every one of them
+    # ends as a verdict or a line of the run's own output, which says what matters.
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     return distributed
 
 
