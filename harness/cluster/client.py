@@ -47,6 +47,7 @@ class ClusterRun:
         messages: TextIO = sys.stderr,
         task: TaskFunction = cell_task,
     ) -> None:
+        parse_local(address)  # a mistyped local:N is a usage error before anything starts
         self.address = address
         self.options = options or CellOptions()
         self.cell_size = cell_size
