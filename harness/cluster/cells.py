@@ -15,11 +15,19 @@ from dataclasses import dataclass, field
 from harness.lifecycle.runner import Plan
 from harness.lifecycle.spec import ModuleSpec
 
-#: Planned runs per cell, chosen by measurement (``bench/cluster.py``, README "Scale out"): on
-#: 2 workers under TCG a cell of 5 costs one VM boot and one kbuild (~6 s together) on top of
-#: ~2.5 s per module, so smaller cells waste boots while bigger ones leave a worker idle at the
-#: end of a run (the last cell decides the wall-clock time).
-DEFAULT_CELL_SIZE = 5
+#: The largest cell, chosen by measurement (``bench/cluster.py``, 20 modules × 2 kernels on 2
+#: one-VM workers, 2 cores under TCG): against the local runner ``-j 2`` cells of 5 cost +15 %,
+#: cells of 10 +2 %, cells of 20 ±0. Each cell pays one kbuild, one VM boot and ~1 s for its
+#: process (≈10 s together here) on top of ~5 s per module, so bigger is cheaper while every
+#: worker has work; above 10 the gain is noise, while a worker lost mid-cell costs a rerun of the
+#: whole cell and the last cell decides when the run ends.
+MAX_CELL_SIZE = 10
+
+
+def cell_size(runs: int, slots: int) -> int:
+    """Runs per cell for ``runs`` runs on a cluster of ``slots`` VMs: enough cells for every VM
+    to have one, each as big as possible (up to :data:`MAX_CELL_SIZE`)."""
+    return max(1, min(MAX_CELL_SIZE, -(-runs // max(1, slots))))
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class Cell:
         return f"{self.key} ({self.kernel}: {', '.join(self.modules)})"
 
 
-def split_plan(plan: Plan, *, size: int = DEFAULT_CELL_SIZE, run_id: str = "run") -> list[Cell]:
+def split_plan(plan: Plan, *, size: int = MAX_CELL_SIZE, run_id: str = "run") -> list[Cell]:
     """Cells of at most ``size`` runs, each of one kernel, in plan order.
 
     Runs of a kernel are dealt round-robin into ``ceil(n / size)`` cells rather than cut into

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from harness.cluster.cells import DEFAULT_CELL_SIZE, Cell, split_plan
+from harness.cluster.cells import Cell, cell_size, split_plan
 from harness.cluster.execute import CellOptions
 from harness.cluster.task import cell_task
 from harness.errors import HarnessError
@@ -41,7 +41,7 @@ class ClusterRun:
         address: str,
         *,
         options: CellOptions | None = None,
-        cell_size: int = DEFAULT_CELL_SIZE,
+        cell_size: int | None = None,
         on_step: StepCallback | None = None,
         on_finished: RunCallback | None = None,
         messages: TextIO = sys.stderr,
@@ -50,6 +50,7 @@ class ClusterRun:
         parse_local(address)  # a mistyped local:N is a usage error before anything starts
         self.address = address
         self.options = options or CellOptions()
+        #: Runs per cell; None: sized from the VMs the workers offer (:func:`cell_size`).
         self.cell_size = cell_size
         self.on_step = on_step
         self.on_finished = on_finished
@@ -63,10 +64,11 @@ class ClusterRun:
 
     def execute(self, plan: Plan) -> list[ModuleRun]:
         distributed = require_distributed()
-        cells = split_plan(plan, size=self.cell_size, run_id=self.run_id)
         runs: list[ModuleRun | None] = [None] * len(plan.items)
         with connect(self.address) as client:
-            _check_workers(client, self.address)
+            slots = _vm_slots(client, self.address)
+            size = self.cell_size or cell_size(len(plan.items), slots)
+            cells = split_plan(plan, size=size, run_id=self.run_id)
             futures = {
                 client.submit(
                     self.task, cell, self.options, self.run_id, key=cell.key, pure=False, resources={"VM": 1}
@@ -187,17 +189,19 @@ def connect(address: str) -> Iterator[object]:
         client.close()
 
 
-def _check_workers(client, address: str) -> None:  # type: ignore[no-untyped-def]
-    """Fail fast when no worker could ever run a cell (none offers the ``VM`` resource)."""
+def _vm_slots(client, address: str) -> int:  # type: ignore[no-untyped-def]
+    """The VMs the workers offer in all; fails fast when none could ever run a cell."""
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT)
     except TimeoutError:
         raise HarnessError(f"--cluster: the scheduler at {address} has no workers") from None
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    if not any(worker.get("resources", {}).get("VM", 0) >= 1 for worker in workers):
+    slots = [int(worker.get("resources", {}).get("VM", 0)) for worker in workers]
+    if not any(slots):
         raise HarnessError(
             f"--cluster: no worker of {address} offers a VM; start workers with --resources VM=N"
         )
+    return sum(slots)
 
 
 def _stop_cells(client, run_id: str) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from harness.cluster.cells import split_plan
+from harness.cluster.cells import MAX_CELL_SIZE, cell_size, split_plan
 from harness.lifecycle.runner import make_plan
 from harness.lifecycle.spec import load_spec
 from harness.paths import REPO_ROOT
@@ -49,3 +49,11 @@ def test_cells_pickle_and_keep_the_specs(plan):
 def test_cell_size_must_be_positive(plan):
     with pytest.raises(ValueError):
         split_plan(plan, size=0)
+
+
+@pytest.mark.parametrize(
+    ("runs", "slots", "size"),
+    [(40, 2, MAX_CELL_SIZE), (40, 8, 5), (4, 2, 2), (3, 16, 1), (1000, 4, MAX_CELL_SIZE), (5, 0, 5)],
+)
+def test_cells_are_as_big_as_possible_while_every_vm_has_one(runs, slots, size):
+    assert cell_size(runs, slots) == size
