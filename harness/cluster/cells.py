@@ -50,6 +50,8 @@ class Cell:
     key: str
     kernel: str
     items: tuple[CellItem, ...] = field(default=())
+    #: Packed module source directories, by their path on the client (see ``sources``).
+    sources: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
     @property
     def modules(self) -> list[str]:

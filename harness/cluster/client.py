@@ -20,6 +20,7 @@ from typing import TextIO
 
 from harness.cluster.cells import Cell, cell_size, split_plan
 from harness.cluster.execute import CellOptions
+from harness.cluster.sources import pack_sources
 from harness.cluster.task import cell_task
 from harness.errors import HarnessError
 from harness.lifecycle.result import ModuleRun, StepResult
@@ -68,7 +69,7 @@ class ClusterRun:
         with connect(self.address) as client:
             slots = _vm_slots(client, self.address)
             size = self.cell_size or cell_size(len(plan.items), slots)
-            cells = split_plan(plan, size=size, run_id=self.run_id)
+            cells = [pack_sources(cell) for cell in split_plan(plan, size=size, run_id=self.run_id)]
             futures = {
                 client.submit(
                     self.task, cell, self.options, self.run_id, key=cell.key, pure=False, resources={"VM": 1}

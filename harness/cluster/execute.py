@@ -14,10 +14,12 @@ from __future__ import annotations
 import pickle
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cluster.cells import Cell
+from harness.cluster.sources import unpack_sources
 from harness.errors import HarnessError
 from harness.kernels.store import KernelStore
 from harness.lifecycle.result import ModuleRun, StepResult
@@ -37,11 +39,19 @@ class CellOptions:
 def run_cell(cell: Cell, options: CellOptions) -> list[ModuleRun]:
     """The cell's runs, in cell order, with verdicts exactly as the local runner gives them.
 
+    Module source directories shipped with the cell are unpacked into a scratch directory that
+    lives as long as the runner needs it.
+
     Kernel targets missing here are fetched by release into this machine's store
     (:meth:`KernelStore.ensure` holds the store's lock, so two cells needing the same kernel at
     once download it once). A kernel that cannot be had fails the cell's runs with an ``error``
     step instead of losing them.
     """
+    with tempfile.TemporaryDirectory(prefix="kmh-cell-src-") as scratch:
+        return _run(unpack_sources(cell, Path(scratch)), options)
+
+
+def _run(cell: Cell, options: CellOptions) -> list[ModuleRun]:
     store = KernelStore()
     plan = Plan()
     results: list[ModuleRun] = []
