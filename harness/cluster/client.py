@@ -167,17 +167,20 @@ def connect(address: str) -> Iterator[object]:
     distributed = require_distributed()
     workers = parse_local(address)
     if workers is not None:
-        with (
-            distributed.LocalCluster(
+        try:
+            cluster = distributed.LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
                 host=LOCAL_HOST,
+                # No dashboard; the scheduler's plain HTTP routes on a free loopback port, not 8787.
                 dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": f"{LOCAL_HOST}:0"},
                 resources={"VM": 1},
-            ) as cluster,
-            distributed.Client(cluster, set_as_default=False) as client,
-        ):
+            )
+        except (OSError, RuntimeError, TimeoutError) as error:
+            raise HarnessError(f"--cluster {address}: the local workers did not start: {error}") from None
+        with cluster, distributed.Client(cluster, set_as_default=False) as client:
             yield client
         return
     try:
