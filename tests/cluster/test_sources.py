@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -10,7 +11,7 @@ from harness.cluster.cells import split_plan
 from harness.cluster.execute import CellOptions, run_cell
 from harness.cluster.sources import pack_sources, unpack_sources
 from harness.lifecycle.runner import make_plan
-from harness.lifecycle.spec import spec_for_directory
+from harness.lifecycle.spec import spec_for_directory, spec_for_template
 from harness.templates import write_module
 
 
@@ -41,3 +42,19 @@ def test_a_cell_runs_a_directory_module_that_only_its_client_had(shipped_cell):
     report = "\n".join(f"{s.name}: {s.status}: {s.message}" for s in run.steps)
     assert run.verdict == "pass", report
     assert run.module == "shipped_kmh"
+
+
+def test_a_kernel_the_worker_cannot_have_is_an_error_verdict_not_a_lost_run(kernel_61):
+    plan = make_plan([spec_for_template("hello")], ["bookworm"])
+    [cell] = split_plan(plan, run_id="t")
+    elsewhere = dataclasses.replace(
+        cell,
+        items=tuple(
+            dataclasses.replace(item, kernel="no such kernel", build_kernel="no such kernel")
+            for item in cell.items
+        ),
+    )
+    [run] = run_cell(elsewhere, CellOptions())
+    assert run.verdict == "error"
+    assert run.failure is not None and run.failure.name == "setup"
+    assert "on this worker" in run.failure.message and "no such kernel" in run.failure.message
