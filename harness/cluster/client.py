@@ -183,10 +183,18 @@ def connect(address: str) -> Iterator[object]:
         with cluster, distributed.Client(cluster, set_as_default=False) as client:
             yield client
         return
+    if address.startswith("tls://"):
+        security = distributed.security.Security()  # from Dask's configuration (files, DASK_* env)
+        if not (security.tls_ca_file and security.tls_client_cert):
+            raise HarnessError(
+                f"--cluster {address}: no TLS settings for the client; set distributed.comm.tls.ca-file "
+                "and client.cert/client.key (DASK_DISTRIBUTED__COMM__TLS__CA_FILE, ...; see README)"
+            )
     try:
         client = distributed.Client(address, set_as_default=False, timeout=30)
-    except (OSError, TimeoutError, ValueError) as error:
-        raise HarnessError(f"--cluster: cannot reach a Dask scheduler at {address}: {error}") from None
+    except (OSError, TimeoutError, ValueError, TypeError, RuntimeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HarnessError(f"--cluster: cannot reach a Dask scheduler at {address}: {reason}") from None
     try:
         yield client
     finally:

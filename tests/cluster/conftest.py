@@ -32,6 +32,8 @@ class DaskCluster:
     """A scheduler and its workers, all started by the test."""
 
     directory: Path
+    #: Extra arguments of every ``dask scheduler`` / ``dask worker`` (e.g. the --tls-* flags).
+    flags: tuple[str, ...] = ()
     scheduler: subprocess.Popen | None = None
     address: str = ""
     workers: list[subprocess.Popen] = field(default_factory=list)
@@ -49,6 +51,7 @@ class DaskCluster:
                 "--no-dashboard",
                 "--scheduler-file",
                 str(scheduler_file),
+                *self.flags,
             ],
             self.directory / "scheduler.log",
         )
@@ -59,7 +62,7 @@ class DaskCluster:
             time.sleep(0.2)
         time.sleep(0.2)  # the file is written in one go, but give it a moment to be complete
         self.address = json.loads(scheduler_file.read_text())["address"]
-        assert self.address.startswith("tcp://127.0.0.1:")
+        assert self.address.split("://")[1].startswith("127.0.0.1:")
 
     def start_worker(self, vms: int = 1) -> subprocess.Popen:
         number = len(self.workers)
@@ -78,16 +81,17 @@ class DaskCluster:
                 "--no-dashboard",
                 "--name",
                 f"w{number}",
+                *self.flags,
             ],
             self.directory / f"worker{number}.log",
         )
         self.workers.append(worker)
         return worker
 
-    def wait_for_workers(self, count: int) -> None:
+    def wait_for_workers(self, count: int, security: object = None) -> None:
         from distributed import Client
 
-        with Client(self.address, set_as_default=False, timeout=WAIT) as client:
+        with Client(self.address, set_as_default=False, timeout=WAIT, security=security) as client:
             client.wait_for_workers(count, timeout=WAIT)
 
     def stop(self) -> None:
