@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 from harness.cluster import ClusterRun
 from harness.cluster.cells import Cell
 from harness.lifecycle.runner import Runner, make_plan
@@ -151,7 +153,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20, help="modules (each runs on both kernels)")
     parser.add_argument("--cell-sizes", default="0", help="comma-separated cell sizes (0: as kmh sizes them)")
     parser.add_argument("--skip-local", action="store_true", help="only the loopback cluster (size sweeps)")
-    parser.add_argument("--rounds", type=int, default=1, help="alternate the variants N times, keep the best")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the variants N times (rotated), keep the best"
+    )
     args = parser.parse_args()
     sizes = [int(size) or None for size in args.cell_sizes.split(",")]
     plan_specs = specs(args.count)
@@ -161,34 +165,48 @@ def main() -> None:
     def measure(name: str, label: str, action) -> None:  # type: ignore[no-untyped-def]
         load = os.getloadavg()[0]
         elapsed, runs = timed(f"{label} [load {load:.1f}]", action)
+        left = [p for p in psutil.Process().children(recursive=True) if "qemu" in p.name()]
+        if left:
+            print(f"  warning: {len(left)} VM(s) of this variant still running", flush=True)
         if name not in best or elapsed < best[name][0]:
             best[name] = (elapsed, runs)
 
     with tempfile.TemporaryDirectory(prefix="kmh-bench-") as tmp:
         cluster = LoopbackCluster(2, Path(tmp))
         try:
-            for _round in range(args.rounds):
-                if not args.skip_local:
-                    measure(
+            variants = []
+            if not args.skip_local:
+                variants.append(
+                    (
                         "local",
                         "local runner -j 2",
                         lambda: Runner(jobs=2).execute(make_plan(plan_specs, KERNELS)),
                     )
-                    measure(
+                )
+                variants.append(
+                    (
                         "local:2",
                         f"--cluster local:2 (cells of {sizes[0] or 'kmh size'}, incl. start)",
                         lambda: ClusterRun("local:2", cell_size=sizes[0], messages=io.StringIO()).execute(
                             make_plan(plan_specs, KERNELS)
                         ),
                     )
-                for size in sizes:
-                    measure(
+                )
+            for size in sizes:
+                variants.append(
+                    (
                         f"loopback ({size or 'kmh'})",
                         f"scheduler + 2 workers on 127.0.0.1 (cells of {size or 'kmh size'})",
                         lambda size=size: ClusterRun(cluster.address, cell_size=size).execute(
                             make_plan(plan_specs, KERNELS)
                         ),
                     )
+                )
+            for number in range(args.rounds):
+                # Each round starts with another variant: on a shared machine the load drifts.
+                shift = number % len(variants)
+                for name, label, action in variants[shift:] + variants[:shift]:
+                    measure(name, label, action)
             whole, bare = cell_overhead(cluster.address)
         finally:
             cluster.stop()
