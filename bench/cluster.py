@@ -23,6 +23,7 @@ import argparse
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -157,6 +158,8 @@ def main() -> None:
         "--rounds", type=int, default=1, help="run the variants N times (rotated), keep the best"
     )
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the scheduler and workers below are stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     sizes = [int(size) or None for size in args.cell_sizes.split(",")]
     plan_specs = specs(args.count)
     print(f"{args.count} modules x {len(KERNELS)} kernels, two VMs at a time", flush=True)
