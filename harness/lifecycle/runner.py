@@ -28,7 +28,7 @@ from harness.kbuild import BuildResult, build_modules
 from harness.kbuild.guest import build_in_guest
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
-from harness.lifecycle.cycle import GuestCycle, GuestModules
+from harness.lifecycle.cycle import GuestCycle, GuestLost, GuestModules
 from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.spec import ModuleDef, ModuleSpec
 from harness.lifecycle.state import Snapshot
@@ -248,10 +248,13 @@ class Runner:
         for definition in (*item.spec.companions, item.spec.module):
             if definition.debian:
                 continue
-            kos = built[definition].modules
+            result = built[definition]
+            kos = result.modules
             named = [m for m in kos if m.name == definition.name] or kos
             modules.built[definition.name] = named[0].path
             modules.order.append(definition.name)
+            shown = f"{definition.template} template" if definition.template else str(result.source_dir)
+            modules.sources[definition.name.replace("-", "_")] = shown
         if item.spec.module.debian:
             return self._check_debian(item, modules, started)
         target = modules.built[item.spec.name]
@@ -325,25 +328,48 @@ class Runner:
                     item, modules = pending.get_nowait()
                 except queue.Empty:
                     return
-                started = time.monotonic()
-                try:
-                    if vm is None:
-                        vm = self._take_prewarmed(kernel) or self._new_vm(kernel, debian, plan)
-                    cycle = GuestCycle(
-                        vm, item.spec, item.run, modules, kernel.release, self._guest_step, known_state
-                    )
-                    cycle.execute()
-                    known_state = cycle.clean_state
-                    if self.isolate or not cycle.reusable or vm.poisoned:
-                        vm.close()
-                        vm = None
+                item.run.required = _required_steps(item.spec)
+                lost: list[str] = []
+                while True:
+                    started = time.monotonic()
+                    try:
+                        if vm is None:
+                            vm = self._take_prewarmed(kernel) or self._new_vm(kernel, debian, plan)
+                        cycle = GuestCycle(
+                            vm, item.spec, item.run, modules, kernel.release, self._guest_step, known_state
+                        )
+                        cycle.execute()
+                        known_state = cycle.clean_state
+                        if self.isolate or not cycle.reusable or vm.poisoned:
+                            vm.close()
+                            vm = None
+                            known_state = None
+                    except GuestLost as error:
+                        # Nothing the module did can be judged from a guest lost before its
+                        # first step: once more on a fresh guest, then an error verdict.
+                        lost.append(error.reason)
+                        if vm is not None:
+                            vm.close()
+                            vm = None
                         known_state = None
-                except HarnessError as error:
-                    self._step(item, StepResult("load", "fail", time.monotonic() - started, error.message))
-                    if vm is not None:
-                        vm.close()
-                        vm = None
-                    known_state = None
+                        if len(lost) < 2:
+                            continue
+                        message = f"the guest was lost twice before the first step: {lost[-1]}"
+                        evidence = "\n".join(f"attempt {n}: {reason}" for n, reason in enumerate(lost, 1))
+                        self._step(
+                            item,
+                            StepResult(
+                                "load", "error", time.monotonic() - started, message, evidence, error.crash
+                            ),
+                        )
+                    except HarnessError as error:
+                        elapsed = time.monotonic() - started
+                        self._step(item, StepResult("load", "error", elapsed, error.message))
+                        if vm is not None:
+                            vm.close()
+                            vm = None
+                        known_state = None
+                    break
                 self._finish(item)
         finally:
             if vm is not None:
@@ -375,10 +401,16 @@ class Runner:
 
     def _finish(self, item: PlannedRun) -> None:
         item.run.duration = sum(step.duration for step in item.run.steps)
+        item.run.seal()
         item.finished = True
         if self.on_finished:
             with self._lock:
                 self.on_finished(item.run)
+
+
+def _required_steps(spec: ModuleSpec) -> tuple[str, ...]:
+    """What must have passed for a pass: load, unload, cleanup, and reload when the spec asks."""
+    return ("load", "unload", "cleanup", *(("reload",) if spec.expect.reload else ()))
 
 
 def _finished(item: PlannedRun) -> bool:

@@ -32,6 +32,8 @@ A spec is a TOML file (one per module, in ``modules/`` for the shipped ones)::
     exercise = "echo hi > /dev/kmh_chr && cat /dev/kmh_chr"
     exercise_output = "^hi$"
     reload = true               # load and unload a second time
+    warnings = "fail"           # a kernel WARNING the module triggers fails the step it happened
+                                # in ("allow": reported on the step, the verdict unaffected)
 
     [[expect.links]]            # a network interface the module registers, checked over rtnetlink
     name = "kmhnet0"            # (in the guest, with Debian's python3 + pyroute2: specs with links
@@ -66,6 +68,7 @@ from harness.netcheck.model import LinkExpectation, link_from_table
 from harness.templates import get_template, render
 
 METHODS = ("insmod", "modprobe")
+WARNING_POLICIES = ("fail", "allow")
 VERDICTS = ("pass", "fail", "crash", "timeout")
 
 
@@ -103,6 +106,10 @@ class Expectations:
     exercise: str = ""
     exercise_output: str = ""
     reload: bool = True
+    #: What a kernel WARNING (WARN_ON, taint W) the module triggers does to the verdict: "fail"
+    #: (default: the step that triggered it fails, the remaining steps still run) or "allow"
+    #: (reported on the step as a finding, the verdict unaffected).
+    warnings: str = "fail"
     #: Network interfaces checked over rtnetlink while loaded, and checked gone after unload.
     links: tuple[LinkExpectation, ...] = ()
 
@@ -249,6 +256,11 @@ def _expectations(data: dict[str, Any], where: str) -> Expectations:
             values[key] = str(value)
         elif key == "reload":
             values[key] = bool(value)
+        elif key == "warnings":
+            if value not in WARNING_POLICIES:
+                allowed = ", ".join(map(repr, WARNING_POLICIES))
+                raise HarnessError(f"{where}: warnings must be one of {allowed}")
+            values[key] = value
         elif key == "links":
             values[key] = tuple(
                 link_from_table(item, f"{where} links[{index}]")
