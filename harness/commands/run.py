@@ -8,6 +8,7 @@ from pathlib import Path
 
 from plumbum import cli
 
+from harness.lifecycle.interrupt import Interrupted, interruptible
 from harness.lifecycle.runner import Runner, make_plan
 from harness.lifecycle.spec import ModuleSpec, load_spec, spec_for_directory, spec_for_template
 from harness.report import ProgressPrinter, render_summary, use_color, write_json, write_junit, write_ktap
@@ -53,6 +54,7 @@ class RunCommand(cli.Application):
             print(plan.describe())
             return 0
         started = time.monotonic()
+        interrupted: Interrupted | None = None
         with ProgressPrinter(sys.stderr, total=len(plan.items)) as progress:
             runner = Runner(
                 jobs=self.jobs,
@@ -63,7 +65,14 @@ class RunCommand(cli.Application):
                 on_step=progress.step,
                 on_finished=progress.finished,
             )
-            runs = runner.execute(plan)
+            try:
+                with interruptible():
+                    runner.execute(plan)
+            except Interrupted as signal:
+                interrupted = signal
+        runs = [item.run for item in plan.items]
+        if interrupted is not None:
+            print(f"kmh run: interrupted by {interrupted.name}; reporting what finished", file=sys.stderr)
         print(render_summary(runs, color=use_color(sys.stdout), elapsed=time.monotonic() - started), end="")
         if self.junit:
             write_junit(runs, Path(self.junit))
@@ -71,4 +80,6 @@ class RunCommand(cli.Application):
             write_ktap(runs, Path(self.ktap))
         if self.json:
             write_json(runs, Path(self.json))
+        if interrupted is not None:
+            return interrupted.exit_code
         return 0 if all(run.verdict == "pass" for run in runs) else 1

@@ -14,16 +14,20 @@ failures cannot be attributed, each module alone, so one bad module never hides 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
+import signal
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from plumbum import local
+from plumbum.commands.base import BoundCommand
 
 from harness.errors import HarnessError
 from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
@@ -193,9 +197,7 @@ def _make(
         ]
         if werror:
             arguments.append("KCFLAGS=-Werror")
-        make = local["make"][arguments]
-        _code, stdout, stderr = make.run(retcode=None)
-        log = stdout + stderr
+        log = _run_make(local["make"][arguments])
         grouped = parse_diagnostics(log, mapping)
         for result in batch:
             result.diagnostics = grouped.get(result.source_dir, [])
@@ -213,6 +215,20 @@ def _make(
             next(r for r in batch if r.source_dir == source).diagnostics.extend(found)
         failed |= {result.source_dir for result in batch if result.errors}
         return log, failed
+
+
+def _run_make(make: BoundCommand) -> str:
+    """Run make in its own session; if the harness is interrupted, the whole make (cc1, ld,
+    modpost) is killed with it rather than left running."""
+    process = make.popen(start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stdout, stderr = process.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    return stdout.decode("utf-8", "replace") + stderr.decode("utf-8", "replace")
 
 
 def _collect(result: BuildResult) -> bool:

@@ -104,6 +104,8 @@ class GuestCycle:
         release: str,
         on_step: Callable[[ModuleRun, StepResult], None] | None = None,
         known_state: Snapshot | None = None,
+        *,
+        stopped: Callable[[], bool] = lambda: False,
     ) -> None:
         self.vm = vm
         self.spec = spec
@@ -111,6 +113,8 @@ class GuestCycle:
         self.modules = modules
         self.release = release
         self.on_step = on_step
+        #: True once the run was interrupted: nothing the guest says afterwards is recorded.
+        self.stopped = stopped
         #: False when the module (or junk it left) is still in the kernel: the VM must be replaced.
         self.reusable = True
         self._preloaded: frozenset[str] = frozenset()
@@ -142,6 +146,8 @@ class GuestCycle:
         ]
         self._prepare()
         for name, action in steps:
+            if self.stopped():
+                return
             if self.vm.poisoned or self._stop:
                 self._record(StepResult(name, "skip", message="skipped: an earlier step failed"))
                 continue
@@ -245,6 +251,8 @@ class GuestCycle:
         return taint_letters(int(value)) if value.isdigit() else "unknown"
 
     def _record(self, step: StepResult) -> None:
+        if self.stopped():
+            return
         self.run.steps.append(step)
         if self.on_step:
             self.on_step(self.run, step)

@@ -11,6 +11,7 @@ No result is lost: every planned module × kernel ends as one :class:`ModuleRun`
 
 from __future__ import annotations
 
+import os
 import queue
 import tempfile
 import threading
@@ -29,6 +30,7 @@ from harness.kbuild.guest import build_in_guest
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
 from harness.lifecycle.cycle import GuestCycle, GuestLost, GuestModules
+from harness.lifecycle.interrupt import Interrupted
 from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.spec import ModuleDef, ModuleSpec
 from harness.lifecycle.state import Snapshot
@@ -118,23 +120,54 @@ class Runner:
         self.on_step = on_step
         self.on_finished = on_finished
         self._lock = threading.Lock()
+        #: Set when the run is interrupted: workers take no new module and record nothing more.
+        self._stop = threading.Event()
+        #: Guests in use by workers, so an interruption can stop them.
+        self._live: set[object] = set()
+        self._workers: list[threading.Thread] = []
 
     def execute(self, plan: Plan) -> list[ModuleRun]:
+        """Every planned module × kernel ends as one ModuleRun, in plan order.
+
+        On :class:`Interrupted` (SIGINT/SIGTERM, see :mod:`harness.lifecycle.interrupt`) the work
+        in flight is stopped, finished results are kept, every other run gets an
+        ``interrupted`` step, and the exception goes on to the caller, which writes the reports.
+        """
+        self._stop.clear()
         # Boot one VM per kernel while the host renders and builds: under TCG a boot takes about
         # as long as a kbuild, so the guest is usually ready when the first module is.
         self._prewarmed: dict[str, Future] = {}
-        with ThreadPoolExecutor(max_workers=4) as booter:
-            for kernel in _unique_kernels(item.kernel for item in plan.items):
-                debian = _debian_modules(plan, kernel)
-                self._prewarmed[kernel.release] = booter.submit(self._new_vm, kernel, debian, plan)
-            try:
-                return self._execute(plan)
-            finally:
-                for future in self._prewarmed.values():
-                    _close_unused(future)
+        try:
+            with ThreadPoolExecutor(max_workers=4) as booter:
+                for kernel in _unique_kernels(item.kernel for item in plan.items):
+                    debian = _debian_modules(plan, kernel)
+                    self._prewarmed[kernel.release] = booter.submit(self._new_vm, kernel, debian, plan)
+                try:
+                    return self._execute(plan)
+                finally:
+                    for future in self._prewarmed.values():
+                        _close_unused(future)
+        except Interrupted as interruption:
+            self._abort(plan, interruption)
+            raise
+
+    def _abort(self, plan: Plan, interruption: Interrupted) -> None:
+        """Stop the workers and their guests, then mark every unfinished run interrupted."""
+        self._stop.set()
+        with self._lock:
+            live = list(self._live)
+        for vm in live:
+            getattr(vm, "abort", vm.close)()  # type: ignore[attr-defined]
+        for worker in self._workers:
+            worker.join(timeout=30)
+        for item in plan.items:
+            if not item.finished:
+                message = f"interrupted by {interruption.name} before it finished"
+                item.run.steps.append(StepResult("interrupted", "interrupted", message=message))
+                self._finish(item)
 
     def _execute(self, plan: Plan) -> list[ModuleRun]:
-        with tempfile.TemporaryDirectory(prefix="kmh-run-") as workdir:
+        with tempfile.TemporaryDirectory(prefix=f"kmh-run-{os.getpid()}-") as workdir:
             sources = self._render(plan, Path(workdir))
             guest_work: dict[str, list[tuple[PlannedRun, GuestModules]]] = {}
             kernels: dict[str, KernelTarget] = {}
@@ -303,6 +336,7 @@ class Runner:
             threading.Thread(target=self._worker, args=(kernel, debian, pending, plan), daemon=True)
             for _ in range(min(self.jobs, len(work)))
         ]
+        self._workers += workers
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -323,7 +357,7 @@ class Runner:
         vm = None
         known_state: Snapshot | None = None
         try:
-            while True:
+            while not self._stop.is_set():
                 try:
                     item, modules = pending.get_nowait()
                 except queue.Empty:
@@ -335,16 +369,29 @@ class Runner:
                     try:
                         if vm is None:
                             vm = self._take_prewarmed(kernel) or self._new_vm(kernel, debian, plan)
+                            with self._lock:
+                                self._live.add(vm)
                         cycle = GuestCycle(
-                            vm, item.spec, item.run, modules, kernel.release, self._guest_step, known_state
+                            vm,
+                            item.spec,
+                            item.run,
+                            modules,
+                            kernel.release,
+                            self._guest_step,
+                            known_state,
+                            stopped=self._stop.is_set,
                         )
                         cycle.execute()
+                        if self._stop.is_set():
+                            return  # what the guest said after the interruption is not evidence
                         known_state = cycle.clean_state
                         if self.isolate or not cycle.reusable or vm.poisoned:
                             vm.close()
                             vm = None
                             known_state = None
                     except GuestLost as error:
+                        if self._stop.is_set():
+                            return
                         # Nothing the module did can be judged from a guest lost before its
                         # first step: once more on a fresh guest, then an error verdict.
                         lost.append(error.reason)
@@ -363,6 +410,8 @@ class Runner:
                             ),
                         )
                     except HarnessError as error:
+                        if self._stop.is_set():
+                            return
                         elapsed = time.monotonic() - started
                         self._step(item, StepResult("load", "error", elapsed, error.message))
                         if vm is not None:
@@ -370,9 +419,13 @@ class Runner:
                             vm = None
                         known_state = None
                     break
+                if self._stop.is_set():
+                    return
                 self._finish(item)
         finally:
             if vm is not None:
+                with self._lock:
+                    self._live.discard(vm)
                 vm.close()
 
     def _take_prewarmed(self, kernel: KernelTarget):  # type: ignore[no-untyped-def]

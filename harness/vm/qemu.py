@@ -166,6 +166,12 @@ class VM(Guest):
                 pass
         self._teardown()
 
+    def abort(self) -> None:
+        """Kill QEMU at once (from any thread): the run was interrupted. ``close`` still cleans up."""
+        proc = self.launcher.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
     def _teardown(self) -> None:
         if self.transport is not None:
             self._console_final = self.transport.console()

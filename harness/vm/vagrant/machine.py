@@ -280,6 +280,11 @@ class VagrantVM(Guest):
         except OSError:
             return ""
 
+    def abort(self) -> None:
+        """Cut the SSH connection at once (the run was interrupted); ``close`` destroys the box."""
+        if self.transport is not None:
+            self.transport.close()
+
     def _guest_died(self) -> None:
         """The box went away under a command; its domain is destroyed by ``close``."""
 
