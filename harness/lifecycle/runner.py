@@ -17,8 +17,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from harness.elf.check import check_loadable
@@ -35,6 +35,8 @@ from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.spec import ModuleDef, ModuleSpec
 from harness.lifecycle.state import Snapshot
 from harness.templates import write_module
+from harness.vm.backends import factory_for
+from harness.vm.pool import Prewarmed
 
 DEFAULT_KERNEL = "bookworm"
 StepCallback = Callable[[ModuleRun, StepResult], None]
@@ -110,11 +112,10 @@ class Runner:
         self.werror = werror
         #: A fresh VM for every module instead of sharing boots between modules that behave.
         self.isolate = isolate
-        if backend not in BACKENDS:
-            raise HarnessError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        factory = factory_for(backend)
         if build_in_vm and backend != "vagrant":
             raise HarnessError("--build-in-vm needs --backend vagrant (the QEMU guest has no compiler)")
-        self.vm_factory = vm_factory or BACKENDS[backend]
+        self.vm_factory = vm_factory or factory
         #: kbuild runs inside the guest against its own headers (a full distribution box).
         self.build_in_vm = build_in_vm
         self.on_step = on_step
@@ -134,19 +135,18 @@ class Runner:
         ``interrupted`` step, and the exception goes on to the caller, which writes the reports.
         """
         self._stop.clear()
+        self._workers = []
         # Boot one VM per kernel while the host renders and builds: under TCG a boot takes about
         # as long as a kbuild, so the guest is usually ready when the first module is.
-        self._prewarmed: dict[str, Future] = {}
+        self._prewarmed = Prewarmed()
         try:
-            with ThreadPoolExecutor(max_workers=4) as booter:
+            try:
                 for kernel in _unique_kernels(item.kernel for item in plan.items):
                     debian = _debian_modules(plan, kernel)
-                    self._prewarmed[kernel.release] = booter.submit(self._new_vm, kernel, debian, plan)
-                try:
-                    return self._execute(plan)
-                finally:
-                    for future in self._prewarmed.values():
-                        _close_unused(future)
+                    self._prewarmed.boot(kernel.release, partial(self._new_vm, kernel, debian, plan))
+                return self._execute(plan)
+            finally:
+                self._prewarmed.close()
         except Interrupted as interruption:
             self._abort(plan, interruption)
             raise
@@ -258,15 +258,12 @@ class Runner:
 
     def _build_in_guest(self, directories: list[Path], kernel: KernelTarget) -> list[BuildResult]:
         """kbuild inside the (prewarmed) guest against its own headers; .ko files come back to the host."""
-        vm = self._take_prewarmed(kernel) or self.vm_factory(kernel, ())
+        vm = self._prewarmed.take(kernel.release) or self.vm_factory(kernel, ())
         try:
             return build_in_guest(vm, directories, kernel)
         finally:
             # Hand the booted guest on to the first worker of this kernel.
-            future: Future = Future()
-            future.set_result(vm)
-            with self._lock:
-                self._prewarmed[kernel.release] = future
+            self._prewarmed.give(kernel.release, vm)
 
     # -- check -------------------------------------------------------------------------------
 
@@ -368,7 +365,7 @@ class Runner:
                     started = time.monotonic()
                     try:
                         if vm is None:
-                            vm = self._take_prewarmed(kernel) or self._new_vm(kernel, debian, plan)
+                            vm = self._prewarmed.take(kernel.release) or self._new_vm(kernel, debian, plan)
                             with self._lock:
                                 self._live.add(vm)
                         cycle = GuestCycle(
@@ -428,16 +425,6 @@ class Runner:
                     self._live.discard(vm)
                 vm.close()
 
-    def _take_prewarmed(self, kernel: KernelTarget):  # type: ignore[no-untyped-def]
-        with self._lock:
-            future = self._prewarmed.pop(kernel.release, None)
-        if future is None:
-            return None
-        try:
-            return future.result()
-        except HarnessError:
-            return None  # the caller boots again and reports that boot's error
-
     # -- bookkeeping -------------------------------------------------------------------------
 
     def _guest_step(self, run: ModuleRun, step: StepResult) -> None:
@@ -477,14 +464,6 @@ def _debian_modules(plan: Plan, kernel: KernelTarget) -> tuple[str, ...]:
     )
 
 
-def _close_unused(future: Future) -> None:
-    try:
-        vm = future.result()
-    except Exception:  # noqa: BLE001 - an unused boot that failed needs no report
-        return
-    vm.close()
-
-
 def _unique_kernels(kernels) -> list[KernelTarget]:  # type: ignore[no-untyped-def]
     seen: list[KernelTarget] = []
     for kernel in kernels:
@@ -508,34 +487,3 @@ def _batches_with_unique_names(definitions: list[ModuleDef]) -> list[list[Module
 
 def _tail(log: str, lines: int = 30) -> str:
     return "\n".join(log.rstrip().splitlines()[-lines:])
-
-
-def _vagrant_vm(kernel: KernelTarget, debian: tuple[str, ...], python: bool = False):  # type: ignore[no-untyped-def]
-    from harness.vm.vagrant import VagrantVM
-
-    if python:
-        raise HarnessError("network expectations ([[expect.links]]) need the QEMU backend's Python layer")
-    vm = VagrantVM(kernel.suite or kernel.release)
-    vm.start()
-    if vm.box is not None and vm.box.release != kernel.release:
-        release = vm.box.release
-        vm.close()
-        raise HarnessError(
-            f"the Vagrant box runs {release}, the kernel target is {kernel.release}: rebuild the box "
-            f"('kmh box build --kernel {kernel.suite or kernel.release} --rebuild') or update the target"
-        )
-    return vm
-
-
-def _qemu_vm(kernel: KernelTarget, debian: tuple[str, ...], python: bool = False):  # type: ignore[no-untyped-def]
-    from harness.vm.qemu import VM, VMConfig
-
-    vm = VM(kernel, VMConfig(extra_modules=debian, python=python))
-    vm.start()
-    return vm
-
-
-BACKENDS: dict[str, Callable[[KernelTarget, tuple[str, ...]], object]] = {
-    "qemu": _qemu_vm,
-    "vagrant": _vagrant_vm,
-}

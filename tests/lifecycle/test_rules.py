@@ -20,6 +20,7 @@ from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.runner import Plan, PlannedRun, Runner, _required_steps
 from harness.lifecycle.spec import load_spec
 from harness.vm.fake import FakeVM, KernelModel, Reply, ScriptedTransport
+from harness.vm.pool import Prewarmed
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = load_spec(REPO / "modules" / "hello.toml")
@@ -221,7 +222,7 @@ class Factory:
 
 def run_worker(factory: Factory, modules: GuestModules, count: int = 1) -> list[ModuleRun]:
     runner = Runner(vm_factory=factory)
-    runner._prewarmed = {}
+    runner._prewarmed = Prewarmed()
     items = [
         PlannedRun(HELLO, KERNEL, KERNEL, ModuleRun(HELLO.name, "test", KERNEL.release)) for _ in range(count)
     ]
