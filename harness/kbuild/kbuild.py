@@ -7,8 +7,8 @@ directory whose Kbuild says ``obj-y += m0/ m1/ ...`` (symlinks to the copies) is
 ``make -C KDIR M=umbrella``. One modpost sees all modules, so a consumer links against an
 exporter built in the same batch with no KBUILD_EXTRA_SYMBOLS.
 
-When one module fails to compile, modpost does not run for anyone; the batch is then built again
-without the modules that failed (their objects are already there, so this is quick) and, if
+When one module fails to compile, modpost does not run for anyone: :mod:`harness.kbuild.batching`
+(shared with the in-guest build) builds the batch again without the modules that failed and, if
 failures cannot be attributed, each module alone, so one bad module never hides the others.
 """
 
@@ -30,6 +30,7 @@ from plumbum import local
 from plumbum.commands.base import BoundCommand
 
 from harness.errors import HarnessError
+from harness.kbuild.batching import batch_and_blame
 from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
 from harness.kernels.target import KernelTarget
 from harness.paths import cache_root
@@ -99,32 +100,15 @@ def build_modules(
         raise HarnessError(f"kernel {kernel.release} has no headers at {kernel.kbuild_dir}")
     root = (build_root or default_build_root()) / kernel.release
     results = [_prepare(Path(source).resolve(), kernel, root) for source in sources]
-    pending = list(results)
-    rounds = 0
-    while pending:
-        rounds += 1
-        log, failed = _make(pending, kernel, jobs=jobs, werror=werror, root=root)
-        for result in pending:
+
+    def make(batch: list[BuildResult]) -> set[Path]:
+        log, failed = _make(batch, kernel, jobs=jobs, werror=werror, root=root)
+        for result in batch:
             result.log = log
-        built = [result for result in pending if _collect(result)]
-        if len(built) == len(pending):
-            break
-        unfinished = [result for result in pending if result not in built]
-        attributed = [result for result in unfinished if result.source_dir in failed]
-        if attributed and len(pending) > 1:
-            # The failing modules are final; the others only lost their modpost step.
-            pending = [result for result in unfinished if result not in attributed]
-        elif len(pending) > 1:
-            # Failure without an owner: build each remaining module alone.
-            for result in unfinished:
-                log, _ = _make([result], kernel, jobs=jobs, werror=werror, root=root)
-                result.log = log
-                _collect(result)
-            break
-        else:
-            break
-        if rounds > len(results):
-            break
+            _collect(result)
+        return failed
+
+    batch_and_blame(results, make)  # type: ignore[arg-type]
     return results
 
 
