@@ -240,6 +240,33 @@ def test_runner_shares_a_guest_between_modules_that_behave(module_file):
     assert len(factory.made) == 1 and factory.made[0].closed
 
 
+def test_steps_come_in_lifecycle_order(module_file):
+    run, _ = cycle_run(FakeVM(ScriptedTransport(hello_script())), module_file)
+    assert [step.name for step in run.steps] == ["load", "verify", "exercise", "unload", "cleanup", "reload"]
+
+
+def test_unload_refused_fails_and_the_guest_is_not_reused(module_file):
+    refused = Reply(1, stderr="rmmod: ERROR: Module hello_kmh is in use", model=False)
+    factory = Factory(hello_script((r"rmmod hello_kmh", refused)), hello_script())
+    runs = run_worker(factory, module_file, count=2)
+    assert runs[0].verdict == "fail" and runs[0].failure.name == "unload"
+    assert "still loaded" in runs[0].failure.message
+    assert {s.name: s.status for s in runs[0].steps}["cleanup"] == "skip"
+    assert runs[1].verdict == "pass" and len(factory.made) == 2, "a fresh guest for the next module"
+
+
+def test_isolate_boots_a_guest_per_module(module_file):
+    factory = Factory(hello_script())
+    runner = Runner(vm_factory=factory, isolate=True)
+    runner._prewarmed = Prewarmed()
+    items = [PlannedRun(HELLO, KERNEL, KERNEL, ModuleRun(HELLO.name, "t", KERNEL.release)) for _ in range(2)]
+    pending: queue.Queue = queue.Queue()
+    for item in items:
+        pending.put((item, module_file))
+    runner._worker(KERNEL, (), pending, Plan(items))
+    assert [item.run.verdict for item in items] == ["pass", "pass"] and len(factory.made) == 2
+
+
 def test_runner_replaces_the_guest_after_a_crash(module_file):
     crashing = hello_script((r"rmmod hello_kmh", [Reply(log=UNLOADED, later=OOPS), Reply(log=UNLOADED)]))
     factory = Factory(crashing, hello_script())
