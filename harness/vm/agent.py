@@ -16,7 +16,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.vm.channel import Channel, ChannelClosed, ChannelTimeout
 from harness.vm.kmsg import LogRecord, parse_record
-from harness.vm.transport import HANG_POLL, KILL_GRACE, STUCK_GRACE, Exchange, kernel_stuck
+from harness.vm.transport import HANG_POLL, KILL_GRACE, STUCK_GRACE, ConsoleFile, Exchange, kernel_stuck
 
 
 class AgentTransport:
@@ -25,6 +25,7 @@ class AgentTransport:
     def __init__(self, channel: Channel, console_path: Path, alive: Callable[[], bool]) -> None:
         self.channel: Channel | None = channel
         self.console_path = console_path
+        self._console = ConsoleFile(console_path)
         self._alive = alive
         #: Records received and not yet handed out by ``drain`` / ``sync`` respectively.
         self._undrained: list[LogRecord] = []
@@ -80,7 +81,7 @@ class AgentTransport:
             raise HarnessError("the QEMU agent does not take standard input; upload a file instead")
         self._pump()
         channel = self._channel()
-        console_start = self._console_size()
+        console_start = self._console.size()
         first = len(self._undrained)
         exchange = Exchange()
         out, err = bytearray(), bytearray()
@@ -120,11 +121,11 @@ class AgentTransport:
             self.close()
         exchange.stdout, exchange.stderr = bytes(out), bytes(err)
         if exchange.died or exchange.timed_out:
-            exchange.console = self._console_since(console_start)
+            exchange.console = self._console.since(console_start)
         return exchange
 
     def _stuck(self, first: int, console_start: int) -> bool:
-        text = self._console_since(console_start) + "\n".join(r.text for r in self._undrained[first:])
+        text = self._console.since(console_start) + "\n".join(r.text for r in self._undrained[first:])
         return kernel_stuck(text)
 
     def put(self, data: bytes, guest_path: str, mode: int) -> None:
@@ -167,17 +168,3 @@ class AgentTransport:
     def set_console_prefix(self, text: str) -> None:
         """A restored guest's console starts with the saved boot's."""
         self._console_prefix = text
-
-    def _console_size(self) -> int:
-        try:
-            return self.console_path.stat().st_size
-        except OSError:
-            return 0
-
-    def _console_since(self, offset: int) -> str:
-        try:
-            with self.console_path.open("rb") as console:
-                console.seek(offset)
-                return console.read().decode("utf-8", "replace")
-        except OSError:
-            return ""

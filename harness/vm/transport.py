@@ -9,6 +9,7 @@ scripted fake used by the unit tests all get the same answers by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from harness.vm.kmsg import LogRecord
@@ -41,6 +42,33 @@ class Exchange:
 def kernel_stuck(text: str) -> bool:
     """Whether kernel output reports a soft lockup or a hung task (no need to sit out a timeout)."""
     return "BUG: soft lockup" in text or " blocked for more than " in text
+
+
+class ConsoleFile:
+    """A serial console log file that QEMU appends to, read by offset (it may not exist yet)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+    def since(self, offset: int) -> str:
+        """The text appended after byte OFFSET (undecodable bytes replaced)."""
+        return self.read_from(offset)[0]
+
+    def read_from(self, offset: int) -> tuple[str, int]:
+        """(the text after byte OFFSET, the offset it ends at)."""
+        try:
+            with self.path.open("rb") as console:
+                console.seek(offset)
+                data = console.read()
+        except OSError:
+            return "", offset
+        return data.decode("utf-8", "replace"), offset + len(data)
 
 
 class Transport(Protocol):

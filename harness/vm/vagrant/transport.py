@@ -20,7 +20,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.vm.kmsg import LogRecord, parse_record
 from harness.vm.result import NO_EXIT
-from harness.vm.transport import KILL_GRACE, Exchange
+from harness.vm.transport import KILL_GRACE, ConsoleFile, Exchange
 from harness.vm.vagrant.connection import GuestConnection
 
 #: What ``timeout --verbose`` says on stderr when it had to kill the command.
@@ -35,8 +35,9 @@ class SshTransport:
     def __init__(self, ssh: GuestConnection, console_path: Path, gone: Callable[[], bool]) -> None:
         self.ssh: GuestConnection | None = ssh
         self.console_path = console_path
+        self._console = ConsoleFile(console_path)
         self._gone = gone
-        self._console_seen = self._console_size()
+        self._console_seen = self._console.size()
         self._dead = False
 
     def _connection(self) -> GuestConnection:
@@ -46,7 +47,7 @@ class SshTransport:
 
     def execute(self, argv: list[str], *, timeout: float, stdin: bytes | None = None) -> Exchange:
         ssh = self._connection()
-        console_start = self._console_size()
+        console_start = self._console.size()
         seconds = max(1, int(timeout + 0.999))
         process = ssh.popen(["timeout", "--verbose", "-s", "KILL", str(seconds), *argv])
         exchange = Exchange()
@@ -57,7 +58,7 @@ class SshTransport:
             process.kill()
             process.communicate()
             exchange.timed_out = True
-            exchange.console = self._console_since(console_start)
+            exchange.console = self._console.since(console_start)
             return exchange
         code = process.returncode
         time.sleep(0.02)  # let the serial console catch up with a command that just returned
@@ -68,7 +69,7 @@ class SshTransport:
             # ssh's own failure, and the domain no longer runs: the guest died under the command.
             self._dead = True
             exchange.died = True
-            exchange.console = self._console_since(console_start)
+            exchange.console = self._console.since(console_start)
             return exchange
         exchange.exit_code = code if code is not None else NO_EXIT
         exchange.stdout, exchange.stderr = out, err
@@ -84,9 +85,7 @@ class SshTransport:
             )
 
     def drain(self) -> list[str]:
-        size = self._console_size()
-        text = self._console_since(self._console_seen)
-        self._console_seen = size
+        text, self._console_seen = self._console.read_from(self._console_seen)
         return text.splitlines()
 
     def sync(self) -> list[LogRecord]:
@@ -112,17 +111,3 @@ class SshTransport:
         if self.ssh is not None:
             self.ssh.close()
             self.ssh = None
-
-    def _console_size(self) -> int:
-        try:
-            return self.console_path.stat().st_size
-        except OSError:
-            return 0
-
-    def _console_since(self, offset: int) -> str:
-        try:
-            with self.console_path.open("rb") as console:
-                console.seek(offset)
-                return console.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
