@@ -259,12 +259,14 @@ class GuestCycle:
 
     # -- guest helpers -----------------------------------------------------------------------
 
-    def _sh(self, command: str, timeout: float = QUICK) -> CommandResult:
-        """Run a guest command; its crash, timeout, or a crash found between commands, raises."""
+    def _sh(self, command: str, timeout: float = QUICK, *, what: str = "") -> CommandResult:
+        """Run a guest command; its crash, timeout, or a crash found between commands, raises.
+
+        WHAT names the command in a report (default: the command itself)."""
         result = self.vm.run(command, timeout=timeout, allow_poisoned=True)
         self._warnings += result.warnings
         if result.crash is not None:
-            raise _Trouble(result.crash, command.strip().splitlines()[0][:120])
+            raise _Trouble(result.crash, what or command.strip().splitlines()[0][:120])
         self._check_background()
         return result
 
@@ -285,7 +287,7 @@ class GuestCycle:
 
     def _snapshot(self, *, kallsyms: bool = False) -> Snapshot:
         command = SNAPSHOT_COMMAND + (KALLSYMS_COMMAND + "\n" if kallsyms else "") + END_COMMAND
-        result = self._sh(command, timeout=60)
+        result = self._sh(command, timeout=60, what="kmh's kernel state snapshot (/proc, /sys, /dev)")
         snapshot = Snapshot.parse(result.stdout)
         if not snapshot.complete:
             raise _ProbeFailed(

@@ -223,6 +223,13 @@ _TEMPLATES: tuple[Template, ...] = (
             IdentParam("device_name", "name of the /dev node and the /proc/misc entry", MODULE_NAME),
             StringParam("message", "what reading the device returns", "Hello from a misc device\n"),
             _mode("0666", "the /dev node"),
+            ChoiceParam(
+                "leak",
+                "deliberate defect: misc (exit forgets misc_deregister, leaving the kernel's misc list "
+                "pointing into the unloaded module)",
+                "none",
+                choices=("none", "misc"),
+            ),
         ),
     ),
     Template(
@@ -364,6 +371,13 @@ _PRESETS: tuple[_Preset, ...] = (
         {"leak": "all"},
         "exit forgets unregister_chrdev_region and class_destroy: /proc/devices and /sys/class keep "
         "the name after rmmod, and a second load fails",
+    ),
+    _Preset(
+        "bad_misc_leak",
+        "misc",
+        {"leak": "misc"},
+        "exit forgets misc_deregister: rmmod succeeds, then reading /proc/misc (kmh's own state "
+        "snapshot) walks into the freed module and oopses",
     ),
     _Preset(
         "bad_netdev_leak",

@@ -39,9 +39,14 @@ class Exchange:
     console: str = field(default="", repr=False)
 
 
+#: Report openers after which a still-running command is not worth waiting for: the kernel is
+#: poisoned anyway (an oops may leave a lock held, so the command would sit out its timeout).
+_GIVE_UP = ("BUG: ", "Oops: ", "general protection fault", " blocked for more than ", "Kernel panic")
+
+
 def kernel_stuck(text: str) -> bool:
-    """Whether kernel output reports a soft lockup or a hung task (no need to sit out a timeout)."""
-    return "BUG: soft lockup" in text or " blocked for more than " in text
+    """Whether kernel output reports a lockup, hung task, oops or BUG (no need to sit out a timeout)."""
+    return any(opener in text for opener in _GIVE_UP)
 
 
 class ConsoleFile:
