@@ -21,11 +21,12 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.kernels.target import KernelTarget
-from harness.paths import REPO_ROOT, cache_root
+from harness.paths import cache_root
+from harness.resources import guest_dir
 from harness.vm import cpio
 from harness.vm.modules import GuestModule, ModuleTree
 
-GUEST_DIR = REPO_ROOT / "vm"
+GUEST_DIR = guest_dir()
 AGENT_SOURCE = GUEST_DIR / "agent" / "kmh-agent.c"
 INIT_SCRIPT = GUEST_DIR / "init"
 
@@ -62,9 +63,13 @@ def _which(tool: str) -> Path:
 
 
 def _fingerprint(paths: Iterable[Path]) -> str:
-    """A cheap identity for host files: path, size and mtime."""
+    """A cheap identity for host files: path, size and mtime; the guest's own sources (a few KB)
+    by content, so every clone and installed wheel of the same version shares one cached layer."""
     digest = hashlib.sha256(RECIPE_VERSION.encode())
     for path in paths:
+        if path.is_relative_to(GUEST_DIR):
+            digest.update(f"{path.relative_to(GUEST_DIR)}:{hashlib.sha256(path.read_bytes()).hexdigest()};".encode())
+            continue
         st = path.stat()
         digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns};".encode())
     return digest.hexdigest()[:16]

@@ -16,12 +16,13 @@ from pathlib import Path
 from plumbum import ProcessTimedOut, local
 
 from harness.errors import HarnessError
-from harness.paths import REPO_ROOT, cache_root
+from harness.paths import cache_root
+from harness.resources import guest_dir, project_vagrantfile
 
 #: The shipped project Vagrantfile: used as is for every disposable VM, so it is what the tests test.
-PROJECT_VAGRANTFILE = REPO_ROOT / "Vagrantfile"
+PROJECT_VAGRANTFILE = project_vagrantfile()
 #: The box recipe: mmdebstrap hook and the Vagrantfile that goes inside the box.
-BOX_RECIPE_DIR = REPO_ROOT / "vm" / "box"
+BOX_RECIPE_DIR = guest_dir() / "box"
 LIBVIRT_URI = "qemu:///system"
 
 
