@@ -15,7 +15,7 @@ from plumbum import cli
 
 from harness.commands.common import DEFAULT_KERNEL, kernel_targets
 from harness.commands.group import CommandGroup
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
 from harness.vm import accel
 from harness.vm.crash import Crash
 from harness.vm.qemu import VM, VMConfig
@@ -170,6 +170,6 @@ class VmAccel(cli.Application):
     def main(self) -> int:
         qemu = shutil.which("qemu-system-x86_64")
         if not qemu:
-            raise HarnessError("qemu-system-x86_64 is not installed")
+            raise ToolMissing("qemu-system-x86_64", "qemu-system-x86", "VMs boot with it")
         print(accel.choose(qemu))
         return 0

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from plumbum import local
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
 from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
 from harness.kernels.target import KernelTarget
 from harness.paths import cache_root
@@ -93,6 +93,8 @@ def build_modules(
     """
     if not kernel.kbuild_dir.is_dir():
         raise HarnessError(f"kernel {kernel.release} has no headers at {kernel.kbuild_dir}")
+    if shutil.which("make") is None:
+        raise ToolMissing("make", "make", "kbuild runs it")
     root = (build_root or default_build_root()) / kernel.release
     results = [_prepare(Path(source).resolve(), kernel, root) for source in sources]
     pending = list(results)

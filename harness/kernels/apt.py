@@ -16,7 +16,7 @@ from pathlib import Path
 
 from plumbum import FG, ProcessExecutionError, local
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
 
 #: Suites the private sources list carries, and what a shorthand SPEC means.
 SUITE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -132,7 +132,7 @@ class AptArchive:
                 f"{tool} {' '.join(args[:2])} failed: {reason}", details=error.stderr or ""
             ) from None
         except FileNotFoundError:
-            raise HarnessError(f"{tool} is not installed; this needs a Debian system with apt") from None
+            raise ToolMissing(tool, "apt", "kernel targets are downloaded with Debian's apt") from None
 
     def update(self, *, force: bool = False) -> None:
         """Refresh the private package lists (skipped while they are fresh)."""

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
 from harness.kernels.target import KernelTarget
 from harness.paths import cache_root
 from harness.resources import guest_dir
@@ -52,13 +52,15 @@ HOST_PROGRAMS = {
 }
 
 
+#: The Debian package of each host program the image is made from.
+PACKAGES = {"busybox": "busybox-static", "gcc": "gcc", "dash": "dash", "xargs": "findutils"}
+
+
 def _which(tool: str) -> Path:
     found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin:/usr/bin:/bin")
     if not found:
-        raise HarnessError(
-            f"{tool!r} is not installed on this host; the guest image needs it",
-            details="On Debian/Ubuntu: apt-get install busybox-static kmod gcc libc6-dev",
-        )
+        package = PACKAGES.get(tool, "kmod" if tool in ("kmod", "depmod") else "coreutils")
+        raise ToolMissing(tool, package, "the guest image is made from it")
     return Path(found)
 
 
@@ -68,7 +70,8 @@ def _fingerprint(paths: Iterable[Path]) -> str:
     digest = hashlib.sha256(RECIPE_VERSION.encode())
     for path in paths:
         if path.is_relative_to(GUEST_DIR):
-            digest.update(f"{path.relative_to(GUEST_DIR)}:{hashlib.sha256(path.read_bytes()).hexdigest()};".encode())
+            content = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest.update(f"{path.relative_to(GUEST_DIR)}:{content};".encode())
             continue
         st = path.stat()
         digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns};".encode())

@@ -37,9 +37,9 @@ def read_module(path: Path) -> bytes:
     if path.name.endswith(".xz"):
         return lzma.decompress(data)
     if path.name.endswith(".zst"):
-        import subprocess
+        import zstandard
 
-        return subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
+        return zstandard.ZstdDecompressor().stream_reader(data).read()
     if path.name.endswith(".gz"):
         import gzip
 

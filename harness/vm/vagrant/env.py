@@ -15,7 +15,7 @@ from pathlib import Path
 
 from plumbum import ProcessTimedOut, local
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
 from harness.paths import cache_root
 from harness.resources import guest_dir, project_vagrantfile
 
@@ -51,9 +51,7 @@ def require_tool(name: str, package: str) -> str:
     """The path of NAME, or a HarnessError saying which Debian package provides it."""
     path = shutil.which(name)
     if not path:
-        raise HarnessError(
-            f"'{name}' is not installed; install the Debian package {package} (vm/box/setup.sh does)"
-        )
+        raise ToolMissing(name, package, "the Vagrant backend needs it")
     return path
 
 
