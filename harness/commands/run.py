@@ -64,11 +64,12 @@ class RunCommand(cli.Application):
                 on_finished=progress.finished,
             )
             runs = runner.execute(plan)
-        print(render_summary(runs, color=use_color(sys.stdout), elapsed=time.monotonic() - started), end="")
+        elapsed = time.monotonic() - started  # the wall clock: with -j N, runs overlap
+        print(render_summary(runs, color=use_color(sys.stdout), elapsed=elapsed), end="")
         if self.junit:
-            write_junit(runs, Path(self.junit))
+            write_junit(runs, Path(self.junit), elapsed=elapsed)
         if self.ktap:
             write_ktap(runs, Path(self.ktap))
         if self.json:
-            write_json(runs, Path(self.json))
+            write_json(runs, Path(self.json), elapsed=elapsed)
         return 0 if all(run.verdict == "pass" for run in runs) else 1
