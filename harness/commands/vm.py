@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import cast
 
 from plumbum import cli
 
@@ -47,7 +48,8 @@ class _VmOptions(cli.Application):
     verbose = cli.Flag(["-v", "--verbose"], help="say which accelerator was used and how long boot took")
 
     def _config(self) -> VMConfig:
-        return VMConfig(memory_mb=self.memory, accel=self.accel_name, extra_modules=tuple(self.modules))
+        accel_name = cast("str | None", self.accel_name)  # cli.Set is typed as str | list[str]
+        return VMConfig(memory_mb=self.memory, accel=accel_name, extra_modules=tuple(self.modules))
 
     def _boot(self) -> VM:
         target = kernel_targets([self.kernel])[0]

@@ -85,8 +85,8 @@ def _suite(run: ModuleRun, classname: str) -> ET.Element:
         "source": run.source,
         "verdict": run.verdict,
     }
-    for key, value in facts.items():
-        ET.SubElement(properties, "property", name=f"{classname}.{key}", value=printable(value, keep=""))
+    for key, fact in facts.items():
+        ET.SubElement(properties, "property", name=f"{classname}.{key}", value=printable(fact, keep=""))
     for step in run.steps:
         suite.append(_case(step, classname))
     return suite
@@ -127,7 +127,9 @@ def render_junit(runs: Sequence[ModuleRun], *, elapsed: float | None = None) -> 
     """The JUnit document as a string (with its XML declaration)."""
     tree = build_tree(runs, elapsed=elapsed)
     ET.indent(tree)
-    return ET.tostring(tree.getroot(), encoding="unicode", xml_declaration=True) + "\n"
+    root = tree.getroot()
+    assert root is not None  # build_tree always makes one
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def write_junit(runs: Sequence[ModuleRun], path: str | Path, *, elapsed: float | None = None) -> Path:

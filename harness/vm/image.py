@@ -16,8 +16,9 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from harness.errors import HarnessError, ToolMissing
 from harness.kernels.target import KernelTarget
@@ -78,7 +79,7 @@ def _fingerprint(paths: Iterable[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _cached(path: Path, build: callable) -> Path:  # type: ignore[valid-type]
+def _cached(path: Path, build: Callable[[BinaryIO], object]) -> Path:
     """Return PATH, building it first (atomically, so parallel VMs never see half a layer)."""
     if path.is_file():
         return path
