@@ -112,3 +112,12 @@ def test_other_commands_point_to_doctor(tmp_path, kernel_61, hidden, args, messa
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"kmh: error: {message}")
     assert line.endswith("run `kmh doctor` to see everything this host is missing")
+
+
+def test_the_ci_example_installs_what_doctor_requires():
+    """docs/github-actions.yml must install every Debian package a required check names."""
+    workflow = (Path(__file__).resolve().parents[2] / "docs" / "github-actions.yml").read_text()
+    command = workflow.split("apt-get install", 1)[1].split("\n\n", 1)[0]
+    installed = set(command.replace("\\", " ").split())
+    required = {f.package for f in diagnose() if not f.advisory and f.package and not f.pip}
+    assert required <= installed, required - installed

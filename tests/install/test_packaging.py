@@ -7,6 +7,8 @@ fail here instead of in a user's installation.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -47,3 +49,15 @@ def test_data_subdirectories_are_listed():
             if sub.is_dir():
                 name = ".".join([package, *sub.relative_to(REPO / source).parts])
                 assert name in SETUPTOOLS["packages"], name
+
+
+def test_shell_completion_scripts_name_every_verb():
+    from harness.commands.app import _VERBS
+
+    for shell, marker in (("bash", "complete -F _kmh_completion kmh"), ("fish", "complete -c kmh")):
+        result = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "--completions", shell], capture_output=True, text=True
+        )
+        assert result.returncode == 0 and marker in result.stdout
+        for verb in _VERBS:
+            assert verb in result.stdout, (shell, verb)
