@@ -18,6 +18,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "docs" / "example-project"
+#: What the wheel is not built from: environments, caches, build output, tests and benchmarks.
+SKIP = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".vagrant", "tests", "bench"
+)
 
 
 class Venv:
@@ -57,10 +61,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     cache) into a new venv: no system site-packages, so a missing dependency shows."""
     tmp = tmp_path_factory.mktemp("wheel")
     assert REPO not in tmp.parents
+    # Built from a copy: pip builds in the source tree, and a stale build/ there could put files
+    # in the wheel that the source no longer ships.
+    source = Path(shutil.copytree(REPO, tmp / "source", ignore=SKIP))
     dist = tmp / "dist"
     _check(
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
             capture_output=True,
             text=True,
             timeout=600,
