@@ -36,6 +36,10 @@ BUILD_PRODUCTS = (
     ".tmp_versions", "*.ko.*", ".cache.mk",
 )  # fmt: skip
 FAILED_TARGET = re.compile(r"\*\*\* \[[^\]]*?(?P<path>/\S+?)\] Error \d+")
+#: The shell's word for a program that is not on PATH, as make's recipes report it.
+MISSING_TOOL = re.compile(r"^/bin/sh: \d+: (?P<tool>[\w.+-]+): not found$", re.M)
+#: Debian packages of the programs kbuild runs whose package has another name.
+TOOL_PACKAGES = {"pahole": "dwarves", "cc": "gcc", "ld": "binutils", "as": "binutils"}
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,10 @@ def _make(
         make = local["make"][arguments]
         _code, stdout, stderr = make.run(retcode=None)
         log = stdout + stderr
+        missing = MISSING_TOOL.search(log)
+        if missing:  # the host lacks a program kbuild runs (gcc-12, pahole...): no module is at fault
+            tool = missing.group("tool")
+            raise ToolMissing(tool, TOOL_PACKAGES.get(tool, tool), f"kbuild for {kernel.release} runs it")
         grouped = parse_diagnostics(log, mapping)
         for result in batch:
             result.diagnostics = grouped.get(result.source_dir, [])

@@ -99,6 +99,8 @@ def test_install_lines_group_apt_and_pip():
     ("hidden", "args", "message"),
     [
         ("make", ["build", "{module}", "--kernel", "bookworm"], "make is not installed (kbuild runs it)"),
+        # Found in make's output: the compiler the kernel's headers name.
+        ("gcc-12", ["build", "{module}", "--kernel", "bookworm"], "gcc-12 is not installed (kbuild for 6.1"),
         ("qemu-system-x86_64", ["vm", "accel"], "qemu-system-x86_64 is not installed (VMs boot with it)"),
     ],
 )
