@@ -102,7 +102,7 @@ def test_installed_package_is_the_wheel(installed: Venv, project: Path):
 
 
 @pytest.mark.vm
-def test_pytest_in_a_module_project_of_its_own(installed: Venv, project: Path):
+def test_pytest_in_a_module_project_of_its_own(installed: Venv, project: Path, kernel_61):
     """The plugin from the wheel builds the project's module, loads and unloads it in a VM."""
     result = installed.run("pytest", "-v", "-p", "no:cacheprovider", "--kmh-kernel", "bookworm", cwd=project)
     _check(result)
@@ -111,8 +111,12 @@ def test_pytest_in_a_module_project_of_its_own(installed: Venv, project: Path):
 
 
 @pytest.mark.vm
-def test_kmh_new_build_run_from_the_venv(installed: Venv, tmp_path: Path):
+def test_kmh_new_build_run_from_the_venv(installed: Venv, tmp_path: Path, kernel_61):
     """The CLI's templates, kbuild and guest image all come from the installed package."""
+    booted = _check(
+        installed.run("kmh", "vm", "run", "--kernel", "bookworm", "--", "uname", "-r", cwd=tmp_path)
+    )
+    assert booted.stdout.strip() == kernel_61.release
     _check(installed.run("kmh", "new", "hello", "wheelhello", "-o", "wheelhello", cwd=tmp_path))
     assert (tmp_path / "wheelhello" / "wheelhello.c").is_file()
     built = _check(installed.run("kmh", "build", "wheelhello", "--kernel", "bookworm", cwd=tmp_path))
