@@ -18,7 +18,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
@@ -27,8 +27,8 @@ from elftools.elf.elffile import ELFFile
 from harness.paths import cache_root
 from harness.vm import accel
 
-#: The features a check belongs to; the first four are what every ``kmh run`` needs.
-CORE = ("kernels", "kbuild", "vm", "store")
+#: Features whose checks only warn by default (kmh runs without them; ``--require`` changes that
+#: for vagrant and cluster). Every other feature is needed by every ``kmh run``.
 OPTIONAL = ("kvm", "vagrant", "cluster")
 
 #: Below this much free space in the store, adding a kernel target fails (~0.6 GB unpacked each,
@@ -112,10 +112,17 @@ def _static_busybox() -> tuple[str, str]:
 
 
 def _kvm() -> tuple[str, str]:
+    slower = "VMs use TCG (software emulation), several times slower"
     problem = accel.static_kvm_check()
     if problem:
-        return f"{problem}: VMs use TCG (software emulation), several times slower", ""
-    return "", "hardware virtualisation present (confirmed by the first boot)"
+        return f"{problem}: {slower}", ""
+    qemu = shutil.which("qemu-system-x86_64")
+    decided = accel.recorded(qemu) if qemu else None
+    if decided is not None and decided.name != "kvm":
+        return f"KVM failed its trial boot ({decided.reason}): {slower}", ""
+    if decided is not None:
+        return "", f"KVM works ({decided.reason})"
+    return "", "hardware virtualisation present (the first boot confirms it)"
 
 
 def _free_space() -> tuple[str, str]:
@@ -193,12 +200,7 @@ def diagnose(require: tuple[str, ...] = ()) -> list[Finding]:
     """Run every check. Features in REQUIRE (e.g. ``vagrant``, ``cluster``) count as required:
     their missing pieces fail the diagnosis instead of only warning."""
     findings = [check() for check in checks()]
-    return [
-        Finding(f.feature, f.name, f.package, f.problem, f.detail, advisory=False, pip=f.pip)
-        if f.feature in require and f.feature != "kvm"
-        else f
-        for f in findings
-    ]
+    return [replace(f, advisory=False) if f.feature in require else f for f in findings]
 
 
 def install_lines(findings: list[Finding]) -> list[str]:
