@@ -18,8 +18,8 @@ from harness.doctor import Finding, diagnose, install_lines
 SYSTEM_BIN = ("/usr/local/bin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/sbin", "/sbin")
 
 
-def kmh(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+def kmh(*args: str, path: str | None = None, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, **extra_env)
     if path is not None:
         env["PATH"] = path
     return subprocess.run(
@@ -123,3 +123,14 @@ def test_the_ci_example_installs_what_doctor_requires():
     installed = set(command.replace("\\", " ").split())
     required = {f.package for f in diagnose() if not f.advisory and f.package and not f.pip}
     assert required <= installed, required - installed
+
+
+def test_kernel_add_without_apt_names_it(tmp_path):
+    """An empty store of its own, so the first thing `kernel add` needs is apt-get."""
+    result = kmh(
+        "kernel", "add", "bookworm", path=path_without(tmp_path, "apt-get"), KMH_CACHE=str(tmp_path / "cache")
+    )
+    assert result.returncode == 2
+    line = result.stderr.splitlines()[-1]
+    assert line.startswith("kmh: error: apt-get is not installed (kernel targets are downloaded")
+    assert "apt-get install apt, or run `kmh doctor`" in line
