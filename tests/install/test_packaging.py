@@ -61,3 +61,9 @@ def test_shell_completion_scripts_name_every_verb():
         assert result.returncode == 0 and marker in result.stdout
         for verb in _VERBS:
             assert verb in result.stdout, (shell, verb)
+
+
+def test_readme_shows_the_tested_example():
+    """The README's test file is the example project's, which test_wheel.py runs for real."""
+    example = (REPO / "docs" / "example-project" / "tests" / "test_mymodule.py").read_text()
+    assert f"```python\n{example}```" in (REPO / "README.md").read_text()
