@@ -48,6 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kmh: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        from plumbum import CommandNotFound  # late: the inspect fast path never imports plumbum
+
+        if not isinstance(error, CommandNotFound):
+            raise
+        print(
+            f"kmh: error: {error.program} is not installed; "
+            "run `kmh doctor` to see everything this host is missing",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     return code if isinstance(code, int) else EXIT_OK
 
 

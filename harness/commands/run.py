@@ -73,13 +73,14 @@ class RunCommand(cli.Application):
         runs = [item.run for item in plan.items]
         if interrupted is not None:
             print(f"kmh run: interrupted by {interrupted.name}; reporting what finished", file=sys.stderr)
-        print(render_summary(runs, color=use_color(sys.stdout), elapsed=time.monotonic() - started), end="")
+        elapsed = time.monotonic() - started  # the wall clock: with -j N, runs overlap
+        print(render_summary(runs, color=use_color(sys.stdout), elapsed=elapsed), end="")
         if self.junit:
-            write_junit(runs, Path(self.junit))
+            write_junit(runs, Path(self.junit), elapsed=elapsed)
         if self.ktap:
             write_ktap(runs, Path(self.ktap))
         if self.json:
-            write_json(runs, Path(self.json))
+            write_json(runs, Path(self.json), elapsed=elapsed)
         if interrupted is not None:
             return interrupted.exit_code
         return 0 if all(run.verdict == "pass" for run in runs) else 1

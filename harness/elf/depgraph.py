@@ -168,7 +168,7 @@ class DependencyGraph:
 def dependency_graph(tree: ModuleTree | os.PathLike[str] | str) -> DependencyGraph:
     """The dependency graph of TREE (a ModuleTree or a lib/modules/<release> directory)."""
     if not isinstance(tree, ModuleTree):
-        tree = ModuleTree.scan(tree)
+        tree = ModuleTree.scan(os.fspath(tree))
     return DependencyGraph(tree)
 
 

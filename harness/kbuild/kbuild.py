@@ -29,7 +29,7 @@ from pathlib import Path
 from plumbum import local
 from plumbum.commands.base import BoundCommand
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
 from harness.kbuild.batching import batch_and_blame
 from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
 from harness.kernels.target import KernelTarget
@@ -41,6 +41,10 @@ BUILD_PRODUCTS = (
     ".tmp_versions", "*.ko.*", ".cache.mk",
 )  # fmt: skip
 FAILED_TARGET = re.compile(r"\*\*\* \[[^\]]*?(?P<path>/\S+?)\] Error \d+")
+#: The shell's word for a program that is not on PATH, as make's recipes report it.
+MISSING_TOOL = re.compile(r"^/bin/sh: \d+: (?P<tool>[\w.+-]+): not found$", re.M)
+#: Debian packages of the programs kbuild runs whose package has another name.
+TOOL_PACKAGES = {"pahole": "dwarves", "cc": "gcc", "ld": "binutils", "as": "binutils"}
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ def build_modules(
     """
     if not kernel.kbuild_dir.is_dir():
         raise HarnessError(f"kernel {kernel.release} has no headers at {kernel.kbuild_dir}")
+    if shutil.which("make") is None:
+        raise ToolMissing("make", "make", "kbuild runs it")
     root = (build_root or default_build_root()) / kernel.release
     results = [_prepare(Path(source).resolve(), kernel, root) for source in sources]
 
@@ -182,6 +188,10 @@ def _make(
         if werror:
             arguments.append("KCFLAGS=-Werror")
         log = _run_make(local["make"][arguments])
+        missing = MISSING_TOOL.search(log)
+        if missing:  # the host lacks a program kbuild runs (gcc-12, pahole...): no module is at fault
+            tool = missing.group("tool")
+            raise ToolMissing(tool, TOOL_PACKAGES.get(tool, tool), f"kbuild for {kernel.release} runs it")
         grouped = parse_diagnostics(log, mapping)
         for result in batch:
             result.diagnostics = grouped.get(result.source_dir, [])

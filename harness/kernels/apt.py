@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from plumbum import FG, ProcessExecutionError, local
+from plumbum import FG, CommandNotFound, ProcessExecutionError, local
+from plumbum.machines import LocalCommand
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
 
 #: Suites the private sources list carries, and what a shorthand SPEC means.
 SUITE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -49,6 +50,15 @@ def host_mirrors() -> tuple[str, str]:
         elif uri.endswith("/debian-security") and not security:
             security = uri
     return mirror or DEFAULT_MIRROR, security or DEFAULT_SECURITY_MIRROR
+
+
+def apt_tool(name: str) -> LocalCommand:
+    """The host program NAME (apt-get, apt-cache, dpkg-deb), or ToolMissing naming its package."""
+    try:
+        return local[name]
+    except CommandNotFound:
+        package = "dpkg" if name.startswith("dpkg") else "apt"
+        raise ToolMissing(name, package, "kernel targets are downloaded and unpacked with it") from None
 
 
 @dataclass(frozen=True)
@@ -119,7 +129,7 @@ class AptArchive:
     # -- commands ------------------------------------------------------------------------------
 
     def _run(self, tool: str, *args: str, cwd: Path | None = None) -> str:
-        command = local[tool][(*self._options(), *args)]
+        command = apt_tool(tool)[(*self._options(), *args)]
         try:
             if cwd is not None:
                 with local.cwd(cwd):
@@ -131,8 +141,6 @@ class AptArchive:
             raise HarnessError(
                 f"{tool} {' '.join(args[:2])} failed: {reason}", details=error.stderr or ""
             ) from None
-        except FileNotFoundError:
-            raise HarnessError(f"{tool} is not installed; this needs a Debian system with apt") from None
 
     def update(self, *, force: bool = False) -> None:
         """Refresh the private package lists (skipped while they are fresh)."""
@@ -176,7 +184,7 @@ class AptArchive:
             if not self._deb_path(name, version)
         ]
         if missing:
-            command = local["apt-get"][(*self._options(), "download", *missing)]
+            command = apt_tool("apt-get")[(*self._options(), "download", *missing)]
             with local.cwd(self.archives_dir):
                 # apt's own progress goes straight to the terminal.
                 try:

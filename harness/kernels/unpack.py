@@ -17,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import zstandard
-from plumbum import ProcessExecutionError, local
+from plumbum import ProcessExecutionError
 
 from harness.errors import HarnessError
+from harness.kernels.apt import apt_tool
 
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -28,7 +29,7 @@ ELF_MAGIC = b"\x7fELF"
 
 def unpack_debs(debs: list[Path], root: Path, *, progress=None) -> None:
     """Extract each .deb's data into ``root`` (no maintainer scripts, nothing installed)."""
-    dpkg_deb = local["dpkg-deb"]
+    dpkg_deb = apt_tool("dpkg-deb")
     for index, deb in enumerate(debs, 1):
         if progress:
             progress(f"unpacking {deb.name} ({index}/{len(debs)})")

@@ -76,7 +76,7 @@ def make_plan(specs: Sequence[ModuleSpec], kernels: Sequence[str] = ()) -> Plan:
         for name in kernels or spec.kernels or (DEFAULT_KERNEL,):
             kernel = store.ensure(name)
             build_kernel = _build_kernel(store, spec, kernel)
-            run = ModuleRun(module=spec.name, source=spec.origin, kernel=kernel.release)
+            run = ModuleRun(module=spec.name, source=spec.origin, kernel=kernel.release, target=kernel.suite)
             plan.items.append(PlannedRun(spec, kernel, build_kernel, run))
     return plan
 

@@ -17,7 +17,7 @@ import shutil
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
 from harness.kernels.target import KernelTarget
 from harness.vm import accel
 from harness.vm.agent import AgentTransport
@@ -121,10 +121,7 @@ class VM(Guest):
             )
         qemu = shutil.which(self.config.qemu)
         if not qemu:
-            raise HarnessError(
-                f"{self.config.qemu} is not installed",
-                details="On Debian/Ubuntu: apt-get install qemu-system-x86",
-            )
+            raise ToolMissing(self.config.qemu, "qemu-system-x86", "VMs boot with it")
         self.accel = accel.choose(qemu, self.config.accel)
         try:
             self._boot(qemu, self.accel.name, self.config.boot_timeout if not self.accel.trial else 15.0)
