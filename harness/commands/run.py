@@ -60,7 +60,7 @@ class RunCommand(cli.Application):
                 jobs=self.jobs,
                 werror=self.werror,
                 isolate=self.isolate,
-                backend=self.backend,
+                backend=str(self.backend),
                 build_in_vm=self.build_in_vm,
                 on_step=progress.step,
                 on_finished=progress.finished,

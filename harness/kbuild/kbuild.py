@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from plumbum import local
 from plumbum.commands.base import BoundCommand
@@ -215,11 +216,12 @@ def _run_make(make: BoundCommand) -> str:
     """Run make in its own session; if the harness is interrupted, the whole make (cc1, ld,
     modpost) is killed with it rather than left running."""
     process = make.popen(start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pid = cast(int, process.pid)
     try:
-        stdout, stderr = process.communicate()
+        stdout, stderr = cast("tuple[bytes, bytes]", process.communicate())
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         process.wait()
         raise
     return stdout.decode("utf-8", "replace") + stderr.decode("utf-8", "replace")

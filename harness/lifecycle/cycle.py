@@ -29,7 +29,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
-from harness.lifecycle.result import ModuleRun, StepResult
+from harness.lifecycle.result import ModuleRun, StepResult, StepStatus
 from harness.lifecycle.spec import ModuleSpec
 from harness.lifecycle.state import (
     END_COMMAND,
@@ -196,7 +196,7 @@ class GuestCycle:
 
     def _trouble_step(self, name: str, trouble: _Trouble) -> StepResult:
         crash = trouble.crash
-        status = "timeout" if crash.kind == "timeout" else "crash"
+        status: StepStatus = "timeout" if crash.kind == "timeout" else "crash"
         if trouble.background:
             after = crash.command or "no command"
             message = f"the kernel crashed between commands ({after}): {crash.summary()}"
@@ -572,7 +572,7 @@ _BATCH_PATH = re.compile(r"^.*/batch-[^/]+/m\d+/")
 def _net_crash(step: str, net: NetReport, found: str) -> StepResult:
     """The netlink check took the kernel down: report the crash, with what was found before it."""
     assert net.crash is not None
-    status = "timeout" if net.crash.kind == "timeout" else "crash"
+    status: StepStatus = "timeout" if net.crash.kind == "timeout" else "crash"
     what = "timed out" if status == "timeout" else "crashed the kernel"
     message = f"netlink check ({net.phase}) {what}: {net.crash.summary()}"
     if found:

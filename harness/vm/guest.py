@@ -196,9 +196,9 @@ class Guest:
             self._poison(self._blamed(replace(crash, panicked=True)))
             self._guest_died()
             return
-        crash = primary([c for c in parse_crashes(self._drain()) if c.kind != "WARNING"])
-        if crash is not None and crash.poisons:
-            self._poison(self._blamed(crash))
+        found = primary([c for c in parse_crashes(self._drain()) if c.kind != "WARNING"])
+        if found is not None and found.poisons:
+            self._poison(self._blamed(found))
 
     def _blamed(self, crash: Crash) -> Crash:
         blamed = f"{self._last_command} (reported after it returned)" if self._last_command else ""
