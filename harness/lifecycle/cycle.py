@@ -49,8 +49,13 @@ from harness.vm.result import CommandResult
 # The guest's busybox sh runs its own applets before searching PATH (Debian builds it with
 # FEATURE_SH_STANDALONE), so kmod's real tools are called by absolute path.
 
-#: Seconds any bookkeeping command in the guest may take.
+#: Seconds any bookkeeping command in the guest may take: they take 5-50 ms under TCG on a
+#: quiet machine (bench/vm.py) and a few hundred ms at load average 14, so 20 s is >40x that.
 QUICK = 20.0
+#: ``depmod -a`` reads every module of the guest's tree: milliseconds in the QEMU guest's small
+#: tree, but ~4000 modules in a full Vagrant box, where it took over 20 s under TCG at load
+#: average 12. Generous, since a depmod that times out makes the guest unusable for the module.
+DEPMOD_TIMEOUT = 180.0
 EVIDENCE_LINES = 40
 
 
@@ -281,7 +286,7 @@ class GuestCycle:
         for name, path in self.modules.built.items():
             self.vm.put(path, f"{extra}/{name}.ko")
         if self.spec.method == "modprobe" or self.spec.module.debian:
-            self._sh(f"/sbin/depmod -a {shlex.quote(self.release)}")
+            self._sh(f"/sbin/depmod -a {shlex.quote(self.release)}", timeout=DEPMOD_TIMEOUT)
         proc = self._sh("cat /proc/modules").stdout
         self._preloaded = frozenset(line.split(" ", 1)[0] for line in proc.splitlines() if line)
 
