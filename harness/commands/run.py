@@ -8,6 +8,7 @@ from pathlib import Path
 
 from plumbum import cli
 
+from harness.commands.run_options import check_run_options
 from harness.lifecycle.runner import Runner, make_plan
 from harness.lifecycle.spec import ModuleSpec, load_spec, spec_for_directory, spec_for_template
 from harness.report import ProgressPrinter, render_summary, use_color, write_json, write_junit, write_ktap
@@ -39,6 +40,7 @@ class RunCommand(cli.Application):
     dry_run = cli.Flag("--dry-run", help="print the plan (module x kernel) and stop")
 
     def main(self, *targets: str) -> int:
+        check_run_options(self.params, self.templates, junit=self.junit, ktap=self.ktap, json=self.json)
         specs: list[ModuleSpec] = []
         for target in targets:
             path = Path(target)
