@@ -10,6 +10,13 @@ exporter built in the same batch with no KBUILD_EXTRA_SYMBOLS.
 When one module fails to compile, modpost does not run for anyone; the batch is then built again
 without the modules that failed (their objects are already there, so this is quick) and, if
 failures cannot be attributed, each module alone, so one bad module never hides the others.
+
+A directory named twice (or by two paths to the same place) is built once and its result is
+reported for each name: two umbrella entries for one copy would compile the same files
+concurrently and race (``fixdep: error opening file``). Only regular files and directories are
+copied; a symlink to a regular file inside the module directory is copied as that file, and
+anything else (a FIFO, a device, a symlink out of the directory or to ``/dev/zero``) is refused by
+name before anything is copied, since copying it can block, never end or leak host files.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -94,7 +102,12 @@ def build_modules(
     if not kernel.kbuild_dir.is_dir():
         raise HarnessError(f"kernel {kernel.release} has no headers at {kernel.kbuild_dir}")
     root = (build_root or default_build_root()) / kernel.release
-    results = [_prepare(Path(source).resolve(), kernel, root) for source in sources]
+    unique: dict[Path, BuildResult] = {}
+    for source in sources:
+        resolved = Path(source).resolve()
+        if resolved not in unique:
+            unique[resolved] = _prepare(resolved, kernel, root)
+    results = list(unique.values())
     pending = list(results)
     rounds = 0
     while pending:
@@ -121,7 +134,7 @@ def build_modules(
             break
         if rounds > len(results):
             break
-    return results
+    return [unique[Path(source).resolve()] for source in sources]
 
 
 def _prepare(source: Path, kernel: KernelTarget, root: Path) -> BuildResult:
@@ -139,24 +152,75 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "module"
 
 
+def _source_files(source: Path) -> list[Path]:
+    """The files to copy (relative to SOURCE); HarnessError naming the first entry that is not
+    a regular file, a directory, or a symlink to a regular file inside SOURCE."""
+    ignore = shutil.ignore_patterns(*BUILD_PRODUCTS)
+    files: list[Path] = []
+    for directory, dirnames, filenames in os.walk(source):
+        relative = Path(directory).relative_to(source)
+        for name in sorted(set(dirnames) - ignore(directory, dirnames)):
+            if (Path(directory) / name).is_symlink():
+                _refuse(source, relative / name, "is a symlink to a directory")
+        dirnames[:] = sorted(set(dirnames) - ignore(directory, dirnames))
+        for name in sorted(set(filenames) - ignore(directory, filenames)):
+            entry = Path(directory) / name
+            mode = entry.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                target = entry.resolve()
+                if not target.exists():
+                    _refuse(source, relative / name, f"is a dangling symlink (to {os.readlink(entry)})")
+                mode = target.stat().st_mode
+                if not stat.S_ISREG(mode):
+                    _refuse(
+                        source,
+                        relative / name,
+                        f"is a symlink to a {_kind(mode)} ({target}), not a regular file",
+                    )
+                if not target.is_relative_to(source):
+                    _refuse(
+                        source, relative / name, f"is a symlink to {target}, outside the module directory"
+                    )
+            if not stat.S_ISREG(mode):
+                _refuse(source, relative / name, f"is a {_kind(mode)}, not a regular file")
+            files.append(relative / name)
+    return files
+
+
+def _refuse(source: Path, relative: Path, why: str) -> None:
+    raise HarnessError(
+        f"{source}: {relative} {why}; a module directory may hold only regular files and directories"
+    )
+
+
+def _kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory"),
+    )  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
 def _sync_tree(source: Path, destination: Path) -> None:
     """Mirror the sources into the build copy, keeping mtimes so make stays incremental."""
     ignore = shutil.ignore_patterns(*BUILD_PRODUCTS)
+    files = _source_files(source)  # everything checked before anything is copied
     destination.mkdir(parents=True, exist_ok=True)
     for stale in destination.rglob("*.ko"):
         stale.unlink()
-    wanted = set()
-    for directory, dirnames, filenames in os.walk(source):
-        relative = Path(directory).relative_to(source)
-        dirnames[:] = [d for d in dirnames if d not in ignore(directory, [d])]
-        for name in set(filenames) - ignore(directory, filenames):
-            wanted.add(relative / name)
-            source_file = Path(directory) / name
-            target_file = destination / relative / name
-            if target_file.exists() and target_file.stat().st_mtime_ns == source_file.stat().st_mtime_ns:
-                continue
-            target_file.parent.mkdir(parents=True, exist_ok=True)
+    wanted = set(files)
+    for relative in files:
+        source_file = source / relative
+        target_file = destination / relative
+        if target_file.exists() and target_file.stat().st_mtime_ns == source_file.stat().st_mtime_ns:
+            continue
+        target_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
             shutil.copy2(source_file, target_file)
+        except OSError as error:
+            raise HarnessError(
+                f"{source}: cannot copy {relative} to {target_file}: {error.strerror}"
+            ) from None
     for existing in destination.rglob("*"):
         relative = existing.relative_to(destination)
         if (
