@@ -3,11 +3,17 @@
 ``add`` resolves a SPEC, downloads the packages, unpacks them into a staging directory, fixes
 paths, extracts vmlinux and only then renames the tree into place, so a target either exists
 whole or not at all. A lock file serialises concurrent adds (parallel test sessions).
+
+Before downloading, the archive's own sizes (download and installed size of each package, plus
+room for the extracted vmlinux) are compared with the free space, so a disk that cannot hold
+the target is one line before apt starts, not a full disk and a screen of errors after.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,12 +21,15 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.kernels.apt import SUITE_GROUPS, AptArchive
-from harness.kernels.debian import parse_spec, resolve
+from harness.kernels.debian import KernelPackages, parse_spec, resolve
 from harness.kernels.target import KernelTarget
 from harness.kernels.unpack import extract_vmlinux, fix_header_paths, say, unpack_debs
 from harness.paths import cache_root
 
 Progress = Callable[[str], None]
+MIB = 1024 * 1024
+#: Room for the uncompressed vmlinux extracted after unpacking (66 MB for 6.1) and slack.
+EXTRA_SPACE = 128 * MIB
 
 
 class KernelStore:
@@ -77,6 +86,7 @@ class KernelStore:
             if progress:
                 names = ", ".join(f"{name} {version}" for name, version in packages.packages)
                 progress(f"downloading {names}")
+            self._check_space(packages)
             debs = self.archive.download(list(packages.packages))
             staging = self.root / f".{packages.release}.partial"
             shutil.rmtree(staging, ignore_errors=True)
@@ -97,12 +107,38 @@ class KernelStore:
                 extract_vmlinux(target.vmlinuz, target.vmlinux)
                 target.save()
                 staging.rename(destination)
-            except BaseException:
+            except BaseException as error:
                 shutil.rmtree(staging, ignore_errors=True)
+                if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+                    raise HarnessError(
+                        f"out of disk space in {self.root} while adding kernel {packages.release}"
+                    ) from None
                 raise
             if progress:
                 progress(f"kernel {packages.release} ({packages.version}, {packages.suite}) ready")
             return KernelTarget.load(destination)
+
+    def _check_space(self, packages: KernelPackages) -> None:
+        """HarnessError when the packages cannot be downloaded and unpacked in the free space."""
+        download = unpacked = 0
+        for name, version in packages.packages:
+            size, installed = self.archive.sizes(name, version)
+            if not self.archive.downloaded(name, version):
+                download += size
+            unpacked += installed
+        self.archive.archives_dir.mkdir(parents=True, exist_ok=True)
+        needs: dict[int, tuple[Path, int]] = {}
+        for path, amount in ((self.archive.archives_dir, download), (self.root, unpacked + EXTRA_SPACE)):
+            device = os.stat(path).st_dev
+            previous = needs.get(device, (path, 0))
+            needs[device] = (previous[0], previous[1] + amount)
+        for path, amount in needs.values():
+            free = shutil.disk_usage(path).free
+            if free < amount:
+                raise HarnessError(
+                    f"out of disk space: kernel {packages.release} needs about {amount // MIB} MiB "
+                    f"in {path}, {free // MIB} MiB free"
+                )
 
     def remove(self, name: str) -> KernelTarget:
         """Delete one target's tree (its downloaded .debs stay cached)."""
