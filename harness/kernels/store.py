@@ -7,6 +7,13 @@ whole or not at all. A lock file serialises concurrent adds (parallel test sessi
 Before downloading, the archive's own sizes (download and installed size of each package, plus
 room for the extracted vmlinux) are compared with the free space, so a disk that cannot hold
 the target is one line before apt starts, not a full disk and a screen of errors after.
+
+A target in use cannot be removed under its user's feet: every process that looks a target up
+(``get``/``ensure``: runs, builds, checks, VMs) holds a shared ``flock`` on
+``kernels/.locks/<release>.lock`` until it exits, and ``remove`` needs it exclusively, so it
+refuses while any user lives. The lock files sit beside the targets, not inside them, so they
+outlive a removal. Removing a target also removes what the cache derived from it (guest image
+layers and snapshots, build copies).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from harness.errors import HarnessError
 from harness.kernels.apt import SUITE_GROUPS, AptArchive
@@ -30,6 +38,11 @@ Progress = Callable[[str], None]
 MIB = 1024 * 1024
 #: Room for the uncompressed vmlinux extracted after unpacking (66 MB for 6.1) and slack.
 EXTRA_SPACE = 128 * MIB
+#: Cache folders holding things made for one kernel release, as ``<cache>/<folder>/<release>``.
+DERIVED = ("images", "build", "guest-build")
+
+#: Lock files this process holds shared, one per target it has used (released at exit).
+_IN_USE: dict[Path, IO[str]] = {}
 
 
 class KernelStore:
@@ -51,7 +64,13 @@ class KernelStore:
         return sorted(targets, key=lambda target: (target.major_minor, target.release))
 
     def get(self, name: str) -> KernelTarget:
-        """The installed target NAME: an exact release or a suite shorthand (newest of that suite)."""
+        """The installed target NAME (an exact release or a suite shorthand, newest of that
+        suite), marked in use by this process so that it cannot be removed while it lives."""
+        target = self._find(name)
+        self._hold(target)
+        return target
+
+    def _find(self, name: str) -> KernelTarget:
         targets = self.list()
         for target in targets:
             if target.release == name:
@@ -69,7 +88,9 @@ class KernelStore:
         try:
             return self.get(spec)
         except HarnessError:
-            return self.add(spec, progress=progress)
+            target = self.add(spec, progress=progress)
+        self._hold(target)
+        return target
 
     def add(self, spec: str, *, refresh: bool = False, progress: Progress | None = say) -> KernelTarget:
         """Download and unpack the kernel SPEC names; returns the existing target if already there."""
@@ -141,11 +162,41 @@ class KernelStore:
                 )
 
     def remove(self, name: str) -> KernelTarget:
-        """Delete one target's tree (its downloaded .debs stay cached)."""
-        target = self.get(name)
-        with self._locked():
+        """Delete one target's tree and what the cache made from it (its downloaded .debs stay).
+
+        Refuses while another process uses the target (see the module docstring).
+        """
+        target = self._find(name)
+        lock = self._lock_path(target.release)
+        busy = f"kernel {target.release} is in use by another kmh process (a run, build, check or VM)"
+        if lock in _IN_USE:
+            raise HarnessError(f"{busy}: this one")
+        with self._locked(), lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise HarnessError(f"{busy}; remove it when that has finished") from None
             shutil.rmtree(target.root)
+            for folder in DERIVED:
+                shutil.rmtree(self.root.parent / folder / target.release, ignore_errors=True)
         return target
+
+    def _lock_path(self, release: str) -> Path:
+        folder = self.root / ".locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{release}.lock"
+
+    def _hold(self, target: KernelTarget) -> None:
+        """Take TARGET's shared in-use lock for the rest of this process (once per target)."""
+        lock = self._lock_path(target.release)
+        if lock in _IN_USE:
+            return
+        handle = lock.open("a")
+        fcntl.flock(handle, fcntl.LOCK_SH)  # waits while a remove is deleting it
+        if not (target.root / KernelTarget.METADATA).is_file():
+            handle.close()
+            raise HarnessError(f"kernel target {target.release} was removed just now")
+        _IN_USE[lock] = handle
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
