@@ -152,7 +152,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "module"
 
 
-def _source_files(source: Path) -> list[Path]:
+def module_files(source: Path) -> list[Path]:
     """The files to copy (relative to SOURCE); HarnessError naming the first entry that is not
     a regular file, a directory, or a symlink to a regular file inside SOURCE."""
     ignore = shutil.ignore_patterns(*BUILD_PRODUCTS)
@@ -204,7 +204,7 @@ def _kind(mode: int) -> str:
 def _sync_tree(source: Path, destination: Path) -> None:
     """Mirror the sources into the build copy, keeping mtimes so make stays incremental."""
     ignore = shutil.ignore_patterns(*BUILD_PRODUCTS)
-    files = _source_files(source)  # everything checked before anything is copied
+    files = module_files(source)  # everything checked before anything is copied
     destination.mkdir(parents=True, exist_ok=True)
     for stale in destination.rglob("*.ko"):
         stale.unlink()

@@ -188,10 +188,13 @@ class KernelStore:
 
     def _hold(self, target: KernelTarget) -> None:
         """Take TARGET's shared in-use lock for the rest of this process (once per target)."""
-        lock = self._lock_path(target.release)
-        if lock in _IN_USE:
-            return
-        handle = lock.open("a")
+        try:
+            lock = self._lock_path(target.release)
+            if lock in _IN_USE:
+                return
+            handle = lock.open("a")
+        except OSError:
+            return  # a store this user cannot write to is not one they can remove from either
         fcntl.flock(handle, fcntl.LOCK_SH)  # waits while a remove is deleting it
         if not (target.root / KernelTarget.METADATA).is_file():
             handle.close()
