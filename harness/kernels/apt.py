@@ -6,8 +6,8 @@ lists and download directory under the cache, and passes them to ``apt-get``/``a
 installed: packages are only downloaded (``apt-get download``) to be unpacked elsewhere.
 
 Every apt command has a wall-clock limit (a silent mirror or a disk that fills up must not leave
-``kmh kernel add`` waiting forever), and apt's own retries are kept few: on a full disk each
-retry only fails the same way. A full disk is reported as such, in one line.
+``kmh kernel add`` waiting forever), and a stalled connection is given up after a minute. A full
+disk is reported as such, in one line (the store checks the space before downloading).
 """
 
 from __future__ import annotations
@@ -99,9 +99,8 @@ class AptArchive:
             "Acquire::Languages": "none",
             "APT::Sandbox::User": "root" if os.geteuid() == 0 else "",
             "Debug::NoLocking": "1",
-            # A stalled connection gives up after 60 s, and a failed fetch is retried once.
+            # A stalled connection gives up after 60 s (the wall-clock limits bound the rest).
             "Acquire::http::Timeout": "60",
-            "Acquire::Retries": "1",
         }
         options: list[str] = []
         for key, value in settings.items():
