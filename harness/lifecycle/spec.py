@@ -151,6 +151,8 @@ class ModuleSpec:
 
 def load_spec(path: Path) -> ModuleSpec:
     """Read and validate one spec file."""
+    if path.exists() and not path.is_file():
+        raise HarnessError(f"{path}: not a regular file (a spec is a TOML file)")
     try:
         data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:

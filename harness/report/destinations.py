@@ -45,8 +45,10 @@ def _check_one(option: str, path: Path) -> None:
     where = f"{option} {path}"
     if path.is_dir():
         raise HarnessError(f"{where}: is a directory; give a file name")
+    if path.is_char_device():
+        return  # /dev/null, a terminal: written like a file, nothing to create or probe
     if path.exists() and not path.is_file():
-        raise HarnessError(f"{where}: exists and is not a regular file")
+        raise HarnessError(f"{where}: exists and is not a regular file (a FIFO would block the report)")
     parent = path.parent
     blocker = _first_non_directory(parent)
     if blocker is not None:

@@ -7,6 +7,7 @@ Each case was accepted (``timeout = 0``, ``-5``, ``nan``: a bogus TIMEOUT later)
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,9 +80,13 @@ def test_a_spec_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
         load_spec(path)
 
 
-def test_a_spec_that_is_a_directory_or_unreadable_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(HarnessError, match="cannot read"):
+def test_a_spec_that_is_a_directory_or_a_fifo_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="not a regular file"):
         load_spec(tmp_path)
+    fifo = tmp_path / "spec.toml"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    with pytest.raises(HarnessError, match="not a regular file"):
+        load_spec(fifo)
 
 
 @pytest.mark.parametrize(

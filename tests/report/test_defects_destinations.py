@@ -7,6 +7,7 @@ The CLI cases run the real ``kmh`` script; the unwritable case is a real read-on
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -102,3 +103,11 @@ def test_one_missing_level_is_created_and_existing_files_are_fine(tmp_path: Path
 def test_two_reports_on_one_file_are_refused(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="same file as --junit"):
         check_report_paths({"--junit": str(tmp_path / "r"), "--json": str(tmp_path / "r")})
+
+
+def test_fifos_are_refused_and_dev_null_is_fine(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(HarnessError, match="not a regular file"):
+        check_report_paths({"--ktap": str(fifo)})
+    assert check_report_paths({"--ktap": "/dev/null"}) == {"--ktap": Path("/dev/null")}
