@@ -142,8 +142,9 @@ class KernelStore:
     def _check_space(self, packages: KernelPackages) -> None:
         """HarnessError when the packages cannot be downloaded and unpacked in the free space."""
         download = unpacked = 0
+        sizes = self.archive.sizes(list(packages.packages))
         for name, version in packages.packages:
-            size, installed = self.archive.sizes(name, version)
+            size, installed = sizes.get((name, version), (0, 0))
             if not self.archive.downloaded(name, version):
                 download += size
             unpacked += installed

@@ -164,3 +164,11 @@ def test_apt_that_never_answers_is_stopped_by_a_time_limit(
     with pytest.raises(HarnessError, match="did not finish within 4 s"):
         archive.update(force=True)
     assert time.monotonic() - started < 30
+
+
+def test_the_archive_knows_every_package_size_in_one_query(kernel_61: KernelTarget) -> None:
+    wanted = [(name, kernel_61.version) for name in kernel_61.packages]
+    sizes = KernelStore().archive.sizes(wanted)
+    assert set(sizes) == set(wanted)
+    download, unpacked = sizes[(f"linux-image-{kernel_61.release}", kernel_61.version)]
+    assert 10 * MIB < download < unpacked
