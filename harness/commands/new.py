@@ -58,7 +58,8 @@ def _check_name_is_free(name: str, kernels: Sequence[str]) -> None:
         return
     message = (
         f"module name {name} is taken by built-in code of {', '.join(taken)} "
-        f"(/sys/module/{name} exists from boot): that kernel refuses a module of this name"
+        f"(/sys/module/{name} exists from boot): "
+        f"{'that kernel refuses' if len(taken) == 1 else 'those kernels refuse'} a module of this name"
     )
     if kernels:
         raise HarnessError(message)

@@ -189,7 +189,8 @@ def module_files(source: Path) -> list[Path]:
 
 def _refuse(source: Path, relative: Path, why: str) -> None:
     raise HarnessError(
-        f"{source}: {relative} {why}; a module directory may hold only regular files and directories"
+        f"{source}: {relative} {why}; a module directory may hold only regular files, directories "
+        "and symlinks to files inside it"
     )
 
 
