@@ -169,9 +169,9 @@ class KernelStore:
         """
         target = self._find(name)
         lock = self._lock_path(target.release)
-        busy = f"kernel {target.release} is in use by another kmh process (a run, build, check or VM)"
         if lock in _IN_USE:
-            raise HarnessError(f"{busy}: this one")
+            raise HarnessError(f"kernel {target.release} is in use by this process; it cannot remove it")
+        busy = f"kernel {target.release} is in use by another kmh process (a run, build, check or VM)"
         with self._locked(), lock.open("a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
