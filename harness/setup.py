@@ -41,6 +41,7 @@ APT_PACKAGES = [
     "zstd",
     "ca-certificates",
     "python3-venv",
+    "locales",  # localedef: output tests compile a strict en_US.UTF-8 locale privately (LOCPATH)
 ]
 KERNELS = ["bookworm", "bookworm-backports"]
 

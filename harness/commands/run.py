@@ -8,6 +8,7 @@ from pathlib import Path
 
 from plumbum import cli
 
+from harness.commands.run_options import check_run_options
 from harness.lifecycle.interrupt import Interrupted, interruptible
 from harness.lifecycle.runner import Runner, make_plan
 from harness.lifecycle.spec import ModuleSpec, load_spec, spec_for_directory, spec_for_template
@@ -40,6 +41,7 @@ class RunCommand(cli.Application):
     dry_run = cli.Flag("--dry-run", help="print the plan (module x kernel) and stop")
 
     def main(self, *targets: str) -> int:
+        check_run_options(self.params, self.templates, junit=self.junit, ktap=self.ktap, json=self.json)
         specs: list[ModuleSpec] = []
         for target in targets:
             path = Path(target)

@@ -14,7 +14,7 @@ from typing import Protocol
 from harness.errors import HarnessError
 from harness.kbuild.batching import batch_and_blame
 from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
-from harness.kbuild.kbuild import BuildResult, BuiltModule
+from harness.kbuild.kbuild import BuildResult, BuiltModule, module_files
 from harness.kernels.target import KernelTarget
 from harness.paths import cache_root
 
@@ -32,6 +32,8 @@ def build_in_guest(vm: BuildingGuest, directories: list[Path], kernel: KernelTar
     not take the others down: the batch is built again without the modules the compiler or
     modpost named, and only failures nobody can be blamed for fall back to one build each."""
     out = cache_root() / "guest-build" / kernel.release
+    for directory in directories:
+        module_files(directory.resolve())  # FIFOs, devices, symlinks out of the tree: refused by name
     results = [
         BuildResult(source_dir=d.resolve(), kernel=kernel, build_dir=out / d.name) for d in directories
     ]

@@ -10,6 +10,13 @@ exporter built in the same batch with no KBUILD_EXTRA_SYMBOLS.
 When one module fails to compile, modpost does not run for anyone: :mod:`harness.kbuild.batching`
 (shared with the in-guest build) builds the batch again without the modules that failed and, if
 failures cannot be attributed, each module alone, so one bad module never hides the others.
+
+A directory named twice (or by two paths to the same place) is built once and its result is
+reported for each name: two umbrella entries for one copy would compile the same files
+concurrently and race (``fixdep: error opening file``). Only regular files and directories are
+copied; a symlink to a regular file inside the module directory is copied as that file, and
+anything else (a FIFO, a device, a symlink out of the directory or to ``/dev/zero``) is refused by
+name before anything is copied, since copying it can block, never end or leak host files.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -106,7 +114,12 @@ def build_modules(
     if shutil.which("make") is None:
         raise ToolMissing("make", "make", "kbuild runs it")
     root = (build_root or default_build_root()) / kernel.release
-    results = [_prepare(Path(source).resolve(), kernel, root) for source in sources]
+    unique: dict[Path, BuildResult] = {}
+    for source in sources:
+        resolved = Path(source).resolve()
+        if resolved not in unique:
+            unique[resolved] = _prepare(resolved, kernel, root)
+    results = list(unique.values())
 
     def make(batch: list[BuildResult]) -> set[Path]:
         log, failed = _make(batch, kernel, jobs=jobs, werror=werror, root=root)
@@ -116,7 +129,7 @@ def build_modules(
         return failed
 
     batch_and_blame(results, make)  # type: ignore[arg-type]
-    return results
+    return [unique[Path(source).resolve()] for source in sources]
 
 
 def _prepare(source: Path, kernel: KernelTarget, root: Path) -> BuildResult:
@@ -134,24 +147,76 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "module"
 
 
+def module_files(source: Path) -> list[Path]:
+    """The files to copy (relative to SOURCE); HarnessError naming the first entry that is not
+    a regular file, a directory, or a symlink to a regular file inside SOURCE."""
+    ignore = shutil.ignore_patterns(*BUILD_PRODUCTS)
+    files: list[Path] = []
+    for directory, dirnames, filenames in os.walk(source):
+        relative = Path(directory).relative_to(source)
+        for name in sorted(set(dirnames) - ignore(directory, dirnames)):
+            if (Path(directory) / name).is_symlink():
+                _refuse(source, relative / name, "is a symlink to a directory")
+        dirnames[:] = sorted(set(dirnames) - ignore(directory, dirnames))
+        for name in sorted(set(filenames) - ignore(directory, filenames)):
+            entry = Path(directory) / name
+            mode = entry.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                target = entry.resolve()
+                if not target.exists():
+                    _refuse(source, relative / name, f"is a dangling symlink (to {os.readlink(entry)})")
+                mode = target.stat().st_mode
+                if not stat.S_ISREG(mode):
+                    _refuse(
+                        source,
+                        relative / name,
+                        f"is a symlink to a {_kind(mode)} ({target}), not a regular file",
+                    )
+                if not target.is_relative_to(source):
+                    _refuse(
+                        source, relative / name, f"is a symlink to {target}, outside the module directory"
+                    )
+            if not stat.S_ISREG(mode):
+                _refuse(source, relative / name, f"is a {_kind(mode)}, not a regular file")
+            files.append(relative / name)
+    return files
+
+
+def _refuse(source: Path, relative: Path, why: str) -> None:
+    raise HarnessError(
+        f"{source}: {relative} {why}; a module directory may hold only regular files, directories "
+        "and symlinks to files inside it"
+    )
+
+
+def _kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory"),
+    )  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
 def _sync_tree(source: Path, destination: Path) -> None:
     """Mirror the sources into the build copy, keeping mtimes so make stays incremental."""
     ignore = shutil.ignore_patterns(*BUILD_PRODUCTS)
+    files = module_files(source)  # everything checked before anything is copied
     destination.mkdir(parents=True, exist_ok=True)
     for stale in destination.rglob("*.ko"):
         stale.unlink()
-    wanted = set()
-    for directory, dirnames, filenames in os.walk(source):
-        relative = Path(directory).relative_to(source)
-        dirnames[:] = [d for d in dirnames if d not in ignore(directory, [d])]
-        for name in set(filenames) - ignore(directory, filenames):
-            wanted.add(relative / name)
-            source_file = Path(directory) / name
-            target_file = destination / relative / name
-            if target_file.exists() and target_file.stat().st_mtime_ns == source_file.stat().st_mtime_ns:
-                continue
-            target_file.parent.mkdir(parents=True, exist_ok=True)
+    wanted = set(files)
+    for relative in files:
+        source_file = source / relative
+        target_file = destination / relative
+        if target_file.exists() and target_file.stat().st_mtime_ns == source_file.stat().st_mtime_ns:
+            continue
+        target_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
             shutil.copy2(source_file, target_file)
+        except OSError as error:
+            raise HarnessError(
+                f"{source}: cannot copy {relative} to {target_file}: {error.strerror}"
+            ) from None
     for existing in destination.rglob("*"):
         relative = existing.relative_to(destination)
         if (
