@@ -17,3 +17,19 @@ class HarnessError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ToolMissing(HarnessError):
+    """A host program (or file) kmh needs is not installed.
+
+    Raised where the tool is first needed, so the one-line message names it, its Debian package
+    and ``kmh doctor``, which checks everything at once instead of one failure per attempt.
+    """
+
+    def __init__(self, tool: str, package: str, purpose: str) -> None:
+        super().__init__(
+            f"{tool} is not installed ({purpose}); apt-get install {package}, "
+            "or run `kmh doctor` to see everything this host is missing"
+        )
+        self.tool = tool
+        self.package = package

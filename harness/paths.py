@@ -1,13 +1,17 @@
 """Where the harness keeps its per-user state (kernels, guest image layers, VM decisions).
 
 Everything lives under one cache root so a user can see and delete it: ``$KMH_CACHE`` when set,
-else ``$XDG_CACHE_HOME/kmh``, else ``~/.cache/kmh``. The repository root is found from this file,
-because the C templates and guest recipes are shipped beside the package, not inside it.
+else ``$XDG_CACHE_HOME/kmh``, else ``~/.cache/kmh``.
+
+Run-time data (C templates, guest sources, box recipe) is found with :mod:`harness.resources`,
+which works from a wheel too; :data:`REPO_ROOT` only means something in a clone (tests,
+benchmarks, the example specs under ``modules/``).
 """
 
 import os
 from pathlib import Path
 
+#: The clone this package sits in, when it does (not in an installed wheel).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,7 @@ def kmh_kernel(pytestconfig: pytest.Config) -> KernelTarget:
         pytest.fail(f"kmh: {error.message}", pytrace=False)
 
 
-def _booted(kernel: KernelTarget, **options: object) -> Iterator[object]:
+def _booted(kernel: KernelTarget, **options: Any) -> Iterator[object]:
     from harness.vm.qemu import VM
 
     with VM(kernel, **options) as vm:

@@ -3,7 +3,7 @@
 Run with the system Python from the repository root, before any virtualenv exists::
 
     python3 -m harness.setup demo    # install what is missing, then the hello-world run
-    python3 -m harness.setup test    # install what is missing, then ruff and the whole test suite
+    python3 -m harness.setup test    # install what is missing, then ruff, mypy and the whole test suite
 
 Every step checks first and only does what is missing, so both commands are idempotent and a
 second run goes straight to the job. This file deliberately uses only the standard library:
@@ -41,6 +41,7 @@ APT_PACKAGES = [
     "zstd",
     "ca-certificates",
     "python3-venv",
+    "locales",  # localedef: output tests compile a strict en_US.UTF-8 locale privately (LOCPATH)
 ]
 KERNELS = ["bookworm", "bookworm-backports"]
 
@@ -132,6 +133,10 @@ def main(argv: list[str]) -> int:
     ruff = subprocess.run([str(bin_dir / "ruff"), "check", "harness", "tests", "bench"])
     if ruff.returncode != 0:
         return ruff.returncode
+    # The package ships py.typed, so its annotations are checked ([tool.mypy] in pyproject.toml).
+    mypy = subprocess.run([str(bin_dir / "mypy")])
+    if mypy.returncode != 0:
+        return mypy.returncode
     return subprocess.run([str(bin_dir / "pytest"), *argv[1:]]).returncode
 
 

@@ -6,6 +6,11 @@ kernel updates. ``ensure`` downloads a target on first use and reuses it afterwa
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
 import pytest
 
 from harness.kernels.store import KernelStore
@@ -33,3 +38,34 @@ def kernel_612(kernel_store: KernelStore) -> KernelTarget:
 def kernel(request: pytest.FixtureRequest, kernel_store: KernelStore) -> KernelTarget:
     """Each kernel target in turn: tests using it run once on 6.1 and once on 6.12."""
     return kernel_store.ensure(request.param)
+
+
+# -- the loaded-machine mode -------------------------------------------------------------------
+
+#: A busy loop that also ends by itself, so a killed pytest cannot leave a hog behind for long.
+_HOG = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass\n"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kmh-cpu-hogs",
+        type=int,
+        default=int(os.environ.get("KMH_TEST_CPU_HOGS", "0")),
+        help="run N busy-loop processes during the session: the suite must pass on a loaded machine",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_hogs(request: pytest.FixtureRequest) -> Iterator[int]:
+    """With ``--kmh-cpu-hogs N`` (or KMH_TEST_CPU_HOGS=N), N processes spin for the whole session."""
+    count = request.config.getoption("--kmh-cpu-hogs")
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", _HOG.format(seconds=4 * 3600)], stdin=subprocess.DEVNULL)
+        for _ in range(count)
+    ]
+    try:
+        yield count
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()

@@ -16,7 +16,8 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from types import ModuleType
+from typing import TYPE_CHECKING, TextIO
 
 from harness.cluster.cells import Cell, cell_size, split_plan
 from harness.cluster.execute import CellOptions
@@ -24,7 +25,10 @@ from harness.cluster.sources import pack_sources
 from harness.cluster.task import cell_task
 from harness.errors import HarnessError
 from harness.lifecycle.result import ModuleRun, StepResult
-from harness.lifecycle.runner import Plan, RunCallback, StepCallback
+from harness.lifecycle.runner import Plan, PlannedRun, RunCallback, StepCallback
+
+if TYPE_CHECKING:  # Dask is optional: imported for real only when a cluster is used
+    from distributed import Client, Future
 
 #: How long to wait for a first worker on a scheduler that has none yet.
 WORKER_WAIT = 60.0
@@ -64,8 +68,14 @@ class ClusterRun:
         self.lost_cells: list[Cell] = []
 
     def execute(self, plan: Plan) -> list[ModuleRun]:
+        """Every planned run ends as one ModuleRun, put in its plan item as the local runner does.
+
+        On an interruption (Ctrl-C, SIGTERM as :class:`Interrupted`) the cells are cancelled and
+        stopped on their workers, finished results are kept, every other run gets an
+        ``interrupted`` step, and the exception goes on to the caller, which writes the reports.
+        """
         distributed = require_distributed()
-        runs: list[ModuleRun | None] = [None] * len(plan.items)
+        cells: list[Cell] = []
         with connect(self.address) as client:
             slots = _vm_slots(client, self.address)
             size = self.cell_size or cell_size(len(plan.items), slots)
@@ -82,15 +92,30 @@ class ClusterRun:
                     results = self._outcome(future, cell)
                     (self.finished_cells if future.status == "finished" else self.lost_cells).append(cell)
                     for item, run in zip(cell.items, results, strict=True):
-                        runs[item.index] = run
-                        self._report(run)
-            except BaseException:
-                # Ctrl-C (or any failure here): nothing of this run may keep a VM on a worker.
+                        self._record(plan.items[item.index], run)
+            except BaseException as interruption:
+                # Ctrl-C, SIGTERM or any failure here: no cell of this run may keep a VM on a worker.
                 client.cancel(list(futures), force=True)
                 _stop_cells(client, self.run_id)
+                name = getattr(interruption, "name", type(interruption).__name__)
+                for planned in plan.items:
+                    if not planned.finished:
+                        message = f"interrupted by {name} before it finished"
+                        planned.run.steps.append(StepResult("interrupted", "interrupted", message=message))
+                        self._record(planned, planned.run)
                 raise
         self._say_lost(cells)
-        return [run if run is not None else item.run for run, item in zip(runs, plan.items, strict=True)]
+        return [planned.run for planned in plan.items]
+
+    def _record(self, planned: PlannedRun, run: ModuleRun) -> None:
+        """``run`` is the final word on ``planned``: store it there and report it, once."""
+        planned.run = run
+        planned.finished = True
+        if self.on_step:
+            for step in run.steps:
+                self.on_step(run, step)
+        if self.on_finished:
+            self.on_finished(run)
 
     def _say_lost(self, cells: list[Cell]) -> None:
         """One line naming the cells that ended without results (their runs carry the cause)."""
@@ -102,7 +127,7 @@ class ClusterRun:
                 file=self.messages,
             )
 
-    def _outcome(self, future, cell: Cell) -> list[ModuleRun]:  # type: ignore[no-untyped-def]
+    def _outcome(self, future: Future, cell: Cell) -> list[ModuleRun]:
         """The cell's runs, or error runs saying why it has none."""
         if future.status == "finished":
             return future.result()
@@ -117,13 +142,6 @@ class ClusterRun:
                 why = f"the cell failed on its worker: {name}: {error}"
         return [_error_run(item.spec.name, item.spec.origin, item.kernel, cell, why) for item in cell.items]
 
-    def _report(self, run: ModuleRun) -> None:
-        if self.on_step:
-            for step in run.steps:
-                self.on_step(run, step)
-        if self.on_finished:
-            self.on_finished(run)
-
 
 def _error_run(module: str, source: str, kernel: str, cell: Cell, why: str) -> ModuleRun:
     run = ModuleRun(module=module, source=source, kernel=kernel)
@@ -132,7 +150,7 @@ def _error_run(module: str, source: str, kernel: str, cell: Cell, why: str) -> M
     return run
 
 
-def require_distributed():  # type: ignore[no-untyped-def]
+def require_distributed() -> ModuleType:
     """The ``distributed`` module, or the one-line error naming the extra that installs it."""
     try:
         import distributed
@@ -157,7 +175,7 @@ def parse_local(address: str) -> int | None:
 
 
 @contextmanager
-def connect(address: str) -> Iterator[object]:
+def connect(address: str) -> Iterator[Client]:
     """A client of the scheduler at ``address``, or of a LocalCluster started here for ``local[:N]``.
 
     A local cluster listens on 127.0.0.1 only and has no dashboard; each worker is a process
@@ -201,7 +219,7 @@ def connect(address: str) -> Iterator[object]:
         client.close()
 
 
-def _vm_slots(client, address: str) -> int:  # type: ignore[no-untyped-def]
+def _vm_slots(client: Client, address: str) -> int:
     """The VMs the workers offer in all; fails fast when none could ever run a cell."""
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT)
@@ -216,7 +234,7 @@ def _vm_slots(client, address: str) -> int:  # type: ignore[no-untyped-def]
     return sum(slots)
 
 
-def _stop_cells(client, run_id: str) -> None:  # type: ignore[no-untyped-def]
+def _stop_cells(client: Client, run_id: str) -> None:
     """Terminate this run's cell processes (and so their VMs) on every worker."""
     from harness.cluster.task import cancel_run
 

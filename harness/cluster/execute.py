@@ -5,14 +5,13 @@ This is the body of a cell, executed in a child process of the Dask worker (see
 client cancels the run. It imports no Dask. Protocol: ``python -m harness.cluster.execute IN OUT``
 reads a pickled ``(Cell, CellOptions)`` from the file IN and writes the pickled
 ``list[ModuleRun]`` to the file OUT; progress and diagnostics go to stderr. SIGTERM (a
-cancelled run, or the worker gone) ends it through ``SystemExit``, so the runner's clean-up
-closes the VMs it booted.
+cancelled run, or the worker gone) interrupts the runner as it does ``kmh run``
+(:mod:`harness.lifecycle.interrupt`): it stops the VMs it booted before the process exits.
 """
 
 from __future__ import annotations
 
 import pickle
-import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from harness.cluster.cells import Cell
 from harness.cluster.sources import unpack_sources
 from harness.errors import HarnessError
 from harness.kernels.store import KernelStore
+from harness.lifecycle.interrupt import Interrupted, interruptible
 from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.runner import Plan, PlannedRun, Runner
 
@@ -82,14 +82,13 @@ def _say(message: str) -> None:
     print(f"kmh cell: {message}", file=sys.stderr, flush=True)
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
     cell, options = pickle.loads(Path(argv[0]).read_bytes())
-    runs = run_cell(cell, options)
+    try:
+        with interruptible():
+            runs = run_cell(cell, options)
+    except Interrupted as interruption:
+        return interruption.exit_code  # the runner has stopped its VMs; no results to send
     Path(argv[1]).write_bytes(pickle.dumps(runs))
     return 0
 

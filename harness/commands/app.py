@@ -33,6 +33,7 @@ _VERBS = {
     "deps": "harness.commands.deps.DepsCommand",
     "check": "harness.commands.check.CheckCommand",
     "box": "harness.commands.box.BoxCommand",
+    "doctor": "harness.commands.doctor.DoctorCommand",
 }
 
 for _verb, _path in _VERBS.items():

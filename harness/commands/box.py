@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import cast
 
 from plumbum import cli
 
@@ -29,7 +30,7 @@ class BoxBuild(cli.Application):
     rebuild = cli.Flag("--rebuild", help="build again even when the cached box is up to date")
 
     def main(self) -> int:
-        box = BoxBuilder(self.kernel).ensure(rebuild=self.rebuild)
+        box = BoxBuilder(cast(str, self.kernel)).ensure(rebuild=self.rebuild)  # cli.Set: str | list[str]
         print(f"{box.name}\t{box.release}")
         blocked = blocking_directory(box.kernel)
         if blocked is not None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from plumbum import cli
 
+from harness.commands.run_options import check_run_options
+from harness.lifecycle.interrupt import Interrupted, interruptible
 from harness.lifecycle.runner import Runner, make_plan
 from harness.lifecycle.spec import ModuleSpec, load_spec, spec_for_directory, spec_for_template
 from harness.report import ProgressPrinter, render_summary, use_color, write_json, write_junit, write_ktap
@@ -42,6 +44,7 @@ class RunCommand(cli.Application):
     )
 
     def main(self, *targets: str) -> int:
+        check_run_options(self.params, self.templates, junit=self.junit, ktap=self.ktap, json=self.json)
         specs: list[ModuleSpec] = []
         for target in targets:
             path = Path(target)
@@ -56,26 +59,38 @@ class RunCommand(cli.Application):
             print(plan.describe())
             return 0
         started = time.monotonic()
+        interrupted: Interrupted | None = None
         with ProgressPrinter(sys.stderr, total=len(plan.items)) as progress:
             runner = Runner(
                 jobs=self.jobs,
                 werror=self.werror,
                 isolate=self.isolate,
-                backend=self.backend,
+                backend=str(self.backend),
                 build_in_vm=self.build_in_vm,
                 on_step=progress.step,
                 on_finished=progress.finished,
             )
+            execute = runner.execute
             if self.cluster:  # Dask is imported only here: the local runner needs none
                 from harness.cluster import cluster_runner
 
-                runner = cluster_runner(self.cluster, runner, backend=self.backend)
-            runs = runner.execute(plan)
-        print(render_summary(runs, color=use_color(sys.stdout), elapsed=time.monotonic() - started), end="")
+                execute = cluster_runner(self.cluster, runner, backend=str(self.backend)).execute
+            try:
+                with interruptible():
+                    execute(plan)
+            except Interrupted as signal:
+                interrupted = signal
+        runs = [item.run for item in plan.items]
+        if interrupted is not None:
+            print(f"kmh run: interrupted by {interrupted.name}; reporting what finished", file=sys.stderr)
+        elapsed = time.monotonic() - started  # the wall clock: with -j N, runs overlap
+        print(render_summary(runs, color=use_color(sys.stdout), elapsed=elapsed), end="")
         if self.junit:
-            write_junit(runs, Path(self.junit))
+            write_junit(runs, Path(self.junit), elapsed=elapsed)
         if self.ktap:
             write_ktap(runs, Path(self.ktap))
         if self.json:
-            write_json(runs, Path(self.json))
+            write_json(runs, Path(self.json), elapsed=elapsed)
+        if interrupted is not None:
+            return interrupted.exit_code
         return 0 if all(run.verdict == "pass" for run in runs) else 1

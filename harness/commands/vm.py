@@ -10,12 +10,13 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import cast
 
 from plumbum import cli
 
 from harness.commands.common import DEFAULT_KERNEL, kernel_targets
 from harness.commands.group import CommandGroup
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
 from harness.vm import accel
 from harness.vm.crash import Crash
 from harness.vm.qemu import VM, VMConfig
@@ -47,7 +48,8 @@ class _VmOptions(cli.Application):
     verbose = cli.Flag(["-v", "--verbose"], help="say which accelerator was used and how long boot took")
 
     def _config(self) -> VMConfig:
-        return VMConfig(memory_mb=self.memory, accel=self.accel_name, extra_modules=tuple(self.modules))
+        accel_name = cast("str | None", self.accel_name)  # cli.Set is typed as str | list[str]
+        return VMConfig(memory_mb=self.memory, accel=accel_name, extra_modules=tuple(self.modules))
 
     def _boot(self) -> VM:
         target = kernel_targets([self.kernel])[0]
@@ -170,6 +172,6 @@ class VmAccel(cli.Application):
     def main(self) -> int:
         qemu = shutil.which("qemu-system-x86_64")
         if not qemu:
-            raise HarnessError("qemu-system-x86_64 is not installed")
+            raise ToolMissing("qemu-system-x86_64", "qemu-system-x86", "VMs boot with it")
         print(accel.choose(qemu))
         return 0

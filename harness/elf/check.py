@@ -12,7 +12,9 @@ from files, without a VM:
   target's tree, or by a ``--with`` module;
 * GPL-only exports are unavailable to modules whose license is not GPL-compatible;
 * a namespaced export needs ``MODULE_IMPORT_NS`` of that namespace;
-* unsigned modules are refused when the kernel enforces signatures.
+* unsigned modules are refused when the kernel enforces signatures;
+* the name must be free: a built-in with ``/sys/module/NAME`` from boot refuses it (see
+  :mod:`harness.elf.builtin`); another built-in or a tree module of that name is a note.
 
 The providers found give the modules to load first, in modprobe's order.
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.elf.builtin import builtin_module_names, sysfs_builtin_names
 from harness.elf.depgraph import DependencyGraph
 from harness.elf.model import ExportedSymbol, ModuleInfo
 from harness.elf.module import open_module
@@ -42,7 +45,7 @@ MODULE_LAYOUT = "module_layout"
 class Reason:
     """One reason the module would be refused."""
 
-    #: vermagic | no-versions | unknown-symbol | crc | gpl-only | namespace | unsigned
+    #: vermagic | no-versions | unknown-symbol | crc | gpl-only | namespace | unsigned | name-taken
     kind: str
     message: str
     symbol: str = ""
@@ -144,6 +147,7 @@ def check_loadable(
     crcs_checked = kernel_modversions and module.image.has("__versions")
 
     found = _Findings()
+    _check_name(info.name, Path(ko_path), kernel, target_tree, found)
     _check_vermagic(info, kernel_magic, crcs_checked, found)
     _check_versions_present(module.image.has("__versions"), kernel_modversions, config, found)
     if config.get("CONFIG_MODULE_SIG_FORCE") == "y" and info.signature is None:
@@ -168,6 +172,28 @@ def _target_facts(
     """
     tree = cached_tree(kernel.modules_dir)
     return kernel_config(kernel), tree, read_symvers(kernel.symvers), target_vermagic(tree)
+
+
+def _check_name(name: str, ko_path: Path, kernel: KernelTarget, tree: ModuleTree, found: _Findings) -> None:
+    """The kernel refuses a name it already has in /sys/module; other clashes are notes."""
+    if name in sysfs_builtin_names(kernel):
+        found.reasons.append(
+            Reason(
+                "name-taken",
+                f"built-in code of the kernel already has /sys/module/{name} from boot, "
+                f"so a module named {name} is refused; rename it",
+            )
+        )
+    elif name in builtin_module_names(kernel):
+        found.notes.append(
+            f"{name} is also a module built into the kernel: insmod loads it, modprobe refuses it as built-in"
+        )
+    same = tree.by_name.get(name)
+    if same is not None and same.path.resolve() != ko_path.resolve():
+        found.notes.append(
+            f"the kernel's tree has a module named {name} ({same.relpath}): "
+            "yours is refused while that one is loaded, and modprobe may pick either"
+        )
 
 
 def _check_vermagic(info: ModuleInfo, kernel_magic: str, crcs_checked: bool, found: _Findings) -> None:

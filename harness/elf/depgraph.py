@@ -9,7 +9,8 @@ The rules are depmod's (kmod 30), so the text is byte-identical to ``depmod -n``
 * a topological sort (Kahn's, roots taken from a stack, modules nobody uses first) gives each
   module a ``dep_sort_idx``; a module's modules.dep line lists all its transitive dependencies by
   ascending index, so the line read backwards is a valid load order;
-* modules left over by the sort lie on a cycle: an error naming the cycle, as depmod fails too.
+* modules left over by the sort lie on a cycle: an error naming the cycle, as depmod fails too,
+  and the place of the modules on it (a graph may join several places: ``kmh check --with``).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class DependencyGraph:
                     stack.append(dep)
         if len(index) < len(modules):
             cycle = self._find_cycle({m.name for m in modules if m.name not in index})
-            raise HarnessError(f"dependency cycle in {self.tree.root}: {cycle}")
+            raise HarnessError(self._cycle_message(cycle))
         return index
 
     def _find_cycle(self, remaining: set[str]) -> DependencyCycle:
@@ -88,6 +89,15 @@ class DependencyGraph:
             path.append(current)
             current = next(dep.name for dep in self.direct[current] if dep.name in remaining)
         return DependencyCycle(tuple(path[position[current] :]))
+
+    def _cycle_message(self, cycle: DependencyCycle) -> str:
+        """The cycle and where its modules are: one directory, or each module's own."""
+        by_name = {module.name: module for module in self.tree.modules}
+        places = {name: os.path.dirname(by_name[name].location) for name in cycle.names}
+        if len(set(places.values())) == 1:
+            return f"dependency cycle in {places[cycle.names[0]]}: {cycle}"
+        where = ", ".join(f"{name} in {place}" for name, place in places.items())
+        return f"dependency cycle: {cycle} ({where})"
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -168,7 +178,7 @@ class DependencyGraph:
 def dependency_graph(tree: ModuleTree | os.PathLike[str] | str) -> DependencyGraph:
     """The dependency graph of TREE (a ModuleTree or a lib/modules/<release> directory)."""
     if not isinstance(tree, ModuleTree):
-        tree = ModuleTree.scan(tree)
+        tree = ModuleTree.scan(os.fspath(tree))
     return DependencyGraph(tree)
 
 

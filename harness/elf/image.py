@@ -52,7 +52,7 @@ def _header_structs(little_endian: bool) -> ELFStructs:
 class Section(NamedTuple):
     """One section header: where the section's bytes are and what kind of section it is."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index(); the ELF's word for it
     name: str
     type: int
     flags: int

@@ -10,6 +10,7 @@ the encrypted digest. An unreadable blob yields no signature, as in kmod.
 
 from __future__ import annotations
 
+import mmap
 import struct
 
 from harness.elf.der import INTEGER, OCTET_STRING, OID, SEQUENCE, SET, DerError, Node, decode_oid, parse_one
@@ -36,7 +37,7 @@ _DIGEST_OIDS = {
 }
 
 
-def read_signature(data: bytes) -> Signature | None:
+def read_signature(data: bytes | mmap.mmap) -> Signature | None:
     """The signature appended to the module bytes DATA, or None when unsigned/unreadable."""
     size = len(data) - len(MAGIC)
     if size < 0 or data[size:] != MAGIC:

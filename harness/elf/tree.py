@@ -101,10 +101,10 @@ class ModuleTree:
                 if module.relpath == name_or_path:
                     return module
             key = stem
-        module = self.by_name.get(key.replace("-", "_"))
-        if module is None:
+        found = self.by_name.get(key.replace("-", "_"))
+        if found is None:
             raise HarnessError(f"no module {name_or_path!r} in {self.root}")
-        return module
+        return found
 
     @classmethod
     def scan(cls, root: Path | str, *, read_symbols: bool = True) -> ModuleTree:

@@ -1,8 +1,9 @@
 """kbuild inside a guest that has its own compiler and headers (the Vagrant box), as BuildResults.
 
-The guest builds all directories in one batched ``make`` (see ``VagrantVM.build``); when that
-fails, each directory is built alone so the failure lands on the module that caused it, with the
-compiler's diagnostics mapped from the guest's paths back to the user's files.
+The guest builds all directories in one batched ``make`` (see ``VagrantVM.build``); failures are
+handled by the same batch-and-blame algorithm as the host's kbuild
+(:mod:`harness.kbuild.batching`), with the compiler's diagnostics mapped from the guest's paths
+back to the user's files.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.errors import HarnessError
+from harness.kbuild.batching import batch_and_blame
 from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
-from harness.kbuild.kbuild import BuildResult, BuiltModule
+from harness.kbuild.kbuild import BuildResult, BuiltModule, module_files
 from harness.kernels.target import KernelTarget
 from harness.paths import cache_root
 
@@ -30,50 +32,32 @@ def build_in_guest(vm: BuildingGuest, directories: list[Path], kernel: KernelTar
     not take the others down: the batch is built again without the modules the compiler or
     modpost named, and only failures nobody can be blamed for fall back to one build each."""
     out = cache_root() / "guest-build" / kernel.release
+    for directory in directories:
+        module_files(directory.resolve())  # FIFOs, devices, symlinks out of the tree: refused by name
     results = [
         BuildResult(source_dir=d.resolve(), kernel=kernel, build_dir=out / d.name) for d in directories
     ]
-    pending = list(results)
-    while pending:
+
+    def make(batch: list[BuildResult]) -> set[Path]:
         try:
-            _collect(vm.build([r.source_dir for r in pending], out), pending)
-            return results
+            _collect(vm.build([r.source_dir for r in batch], out), batch)
+            return set()
         except HarnessError as error:
             log = f"{error.message}\n{error.details}"
-        blamed = _blame(log, pending)
-        if len(pending) == 1 or not blamed or len(blamed) == len(pending):
-            break
-        pending = [r for r in pending if r not in blamed]
-    for result in pending:
-        try:
-            _collect(vm.build([result.source_dir], out), [result])
-        except HarnessError as error:
-            _fail(result, f"{error.message}\n{error.details}")
-    return results
-
-
-def _blame(log: str, results: list[BuildResult]) -> list[BuildResult]:
-    """The results whose module the compiler or modpost named in LOG (marked failed)."""
-    grouped = _diagnostics(log, results)
-    blamed = []
-    for result in results:
-        errors = [d for d in grouped.get(result.source_dir, []) if d.severity in ("error", "fatal error")]
-        if errors:
-            result.diagnostics = grouped[result.source_dir]
+        grouped = _diagnostics(log, batch)
+        for result in batch:
             result.log = log
-            blamed.append(result)
-    return blamed
+            result.diagnostics = grouped.get(result.source_dir, [])
+        return {result.source_dir for result in batch if result.errors}
+
+    batch_and_blame(results, make)  # type: ignore[arg-type]
+    return results
 
 
 def _collect(kos: list[Path], results: list[BuildResult]) -> None:
     for result in results:
         mine = [ko for ko in kos if ko.is_relative_to(result.build_dir)]
         result.modules = [BuiltModule(ko.stem, ko, result.kernel, result.source_dir) for ko in mine]
-
-
-def _fail(result: BuildResult, log: str) -> None:
-    result.log = log
-    result.diagnostics = _diagnostics(log, [result]).get(result.source_dir, [])
 
 
 def _diagnostics(log: str, results: list[BuildResult]) -> dict[Path, list[Diagnostic]]:

@@ -7,25 +7,39 @@ directory whose Kbuild says ``obj-y += m0/ m1/ ...`` (symlinks to the copies) is
 ``make -C KDIR M=umbrella``. One modpost sees all modules, so a consumer links against an
 exporter built in the same batch with no KBUILD_EXTRA_SYMBOLS.
 
-When one module fails to compile, modpost does not run for anyone; the batch is then built again
-without the modules that failed (their objects are already there, so this is quick) and, if
+When one module fails to compile, modpost does not run for anyone: :mod:`harness.kbuild.batching`
+(shared with the in-guest build) builds the batch again without the modules that failed and, if
 failures cannot be attributed, each module alone, so one bad module never hides the others.
+
+A directory named twice (or by two paths to the same place) is built once and its result is
+reported for each name: two umbrella entries for one copy would compile the same files
+concurrently and race (``fixdep: error opening file``). Only regular files and directories are
+copied; a symlink to a regular file inside the module directory is copied as that file, and
+anything else (a FIFO, a device, a symlink out of the directory or to ``/dev/zero``) is refused by
+name before anything is copied, since copying it can block, never end or leak host files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
+import signal
+import stat
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from plumbum import local
+from plumbum.commands.base import BoundCommand
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
+from harness.kbuild.batching import batch_and_blame
 from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
 from harness.kernels.target import KernelTarget
 from harness.paths import cache_root
@@ -36,6 +50,10 @@ BUILD_PRODUCTS = (
     ".tmp_versions", "*.ko.*", ".cache.mk",
 )  # fmt: skip
 FAILED_TARGET = re.compile(r"\*\*\* \[[^\]]*?(?P<path>/\S+?)\] Error \d+")
+#: The shell's word for a program that is not on PATH, as make's recipes report it.
+MISSING_TOOL = re.compile(r"^/bin/sh: \d+: (?P<tool>[\w.+-]+): not found$", re.M)
+#: Debian packages of the programs kbuild runs whose package has another name.
+TOOL_PACKAGES = {"pahole": "dwarves", "cc": "gcc", "ld": "binutils", "as": "binutils"}
 
 
 @dataclass(frozen=True)
@@ -93,35 +111,25 @@ def build_modules(
     """
     if not kernel.kbuild_dir.is_dir():
         raise HarnessError(f"kernel {kernel.release} has no headers at {kernel.kbuild_dir}")
+    if shutil.which("make") is None:
+        raise ToolMissing("make", "make", "kbuild runs it")
     root = (build_root or default_build_root()) / kernel.release
-    results = [_prepare(Path(source).resolve(), kernel, root) for source in sources]
-    pending = list(results)
-    rounds = 0
-    while pending:
-        rounds += 1
-        log, failed = _make(pending, kernel, jobs=jobs, werror=werror, root=root)
-        for result in pending:
+    unique: dict[Path, BuildResult] = {}
+    for source in sources:
+        resolved = Path(source).resolve()
+        if resolved not in unique:
+            unique[resolved] = _prepare(resolved, kernel, root)
+    results = list(unique.values())
+
+    def make(batch: list[BuildResult]) -> set[Path]:
+        log, failed = _make(batch, kernel, jobs=jobs, werror=werror, root=root)
+        for result in batch:
             result.log = log
-        built = [result for result in pending if _collect(result)]
-        if len(built) == len(pending):
-            break
-        unfinished = [result for result in pending if result not in built]
-        attributed = [result for result in unfinished if result.source_dir in failed]
-        if attributed and len(pending) > 1:
-            # The failing modules are final; the others only lost their modpost step.
-            pending = [result for result in unfinished if result not in attributed]
-        elif len(pending) > 1:
-            # Failure without an owner: build each remaining module alone.
-            for result in unfinished:
-                log, _ = _make([result], kernel, jobs=jobs, werror=werror, root=root)
-                result.log = log
-                _collect(result)
-            break
-        else:
-            break
-        if rounds > len(results):
-            break
-    return results
+            _collect(result)
+        return failed
+
+    batch_and_blame(results, make)  # type: ignore[arg-type]
+    return [unique[Path(source).resolve()] for source in sources]
 
 
 def _prepare(source: Path, kernel: KernelTarget, root: Path) -> BuildResult:
@@ -139,24 +147,76 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "module"
 
 
+def module_files(source: Path) -> list[Path]:
+    """The files to copy (relative to SOURCE); HarnessError naming the first entry that is not
+    a regular file, a directory, or a symlink to a regular file inside SOURCE."""
+    ignore = shutil.ignore_patterns(*BUILD_PRODUCTS)
+    files: list[Path] = []
+    for directory, dirnames, filenames in os.walk(source):
+        relative = Path(directory).relative_to(source)
+        for name in sorted(set(dirnames) - ignore(directory, dirnames)):
+            if (Path(directory) / name).is_symlink():
+                _refuse(source, relative / name, "is a symlink to a directory")
+        dirnames[:] = sorted(set(dirnames) - ignore(directory, dirnames))
+        for name in sorted(set(filenames) - ignore(directory, filenames)):
+            entry = Path(directory) / name
+            mode = entry.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                target = entry.resolve()
+                if not target.exists():
+                    _refuse(source, relative / name, f"is a dangling symlink (to {os.readlink(entry)})")
+                mode = target.stat().st_mode
+                if not stat.S_ISREG(mode):
+                    _refuse(
+                        source,
+                        relative / name,
+                        f"is a symlink to a {_kind(mode)} ({target}), not a regular file",
+                    )
+                if not target.is_relative_to(source):
+                    _refuse(
+                        source, relative / name, f"is a symlink to {target}, outside the module directory"
+                    )
+            if not stat.S_ISREG(mode):
+                _refuse(source, relative / name, f"is a {_kind(mode)}, not a regular file")
+            files.append(relative / name)
+    return files
+
+
+def _refuse(source: Path, relative: Path, why: str) -> None:
+    raise HarnessError(
+        f"{source}: {relative} {why}; a module directory may hold only regular files, directories "
+        "and symlinks to files inside it"
+    )
+
+
+def _kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory"),
+    )  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
 def _sync_tree(source: Path, destination: Path) -> None:
     """Mirror the sources into the build copy, keeping mtimes so make stays incremental."""
     ignore = shutil.ignore_patterns(*BUILD_PRODUCTS)
+    files = module_files(source)  # everything checked before anything is copied
     destination.mkdir(parents=True, exist_ok=True)
     for stale in destination.rglob("*.ko"):
         stale.unlink()
-    wanted = set()
-    for directory, dirnames, filenames in os.walk(source):
-        relative = Path(directory).relative_to(source)
-        dirnames[:] = [d for d in dirnames if d not in ignore(directory, [d])]
-        for name in set(filenames) - ignore(directory, filenames):
-            wanted.add(relative / name)
-            source_file = Path(directory) / name
-            target_file = destination / relative / name
-            if target_file.exists() and target_file.stat().st_mtime_ns == source_file.stat().st_mtime_ns:
-                continue
-            target_file.parent.mkdir(parents=True, exist_ok=True)
+    wanted = set(files)
+    for relative in files:
+        source_file = source / relative
+        target_file = destination / relative
+        if target_file.exists() and target_file.stat().st_mtime_ns == source_file.stat().st_mtime_ns:
+            continue
+        target_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
             shutil.copy2(source_file, target_file)
+        except OSError as error:
+            raise HarnessError(
+                f"{source}: cannot copy {relative} to {target_file}: {error.strerror}"
+            ) from None
     for existing in destination.rglob("*"):
         relative = existing.relative_to(destination)
         if (
@@ -193,9 +253,11 @@ def _make(
         ]
         if werror:
             arguments.append("KCFLAGS=-Werror")
-        make = local["make"][arguments]
-        _code, stdout, stderr = make.run(retcode=None)
-        log = stdout + stderr
+        log = _run_make(local["make"][arguments])
+        missing = MISSING_TOOL.search(log)
+        if missing:  # the host lacks a program kbuild runs (gcc-12, pahole...): no module is at fault
+            tool = missing.group("tool")
+            raise ToolMissing(tool, TOOL_PACKAGES.get(tool, tool), f"kbuild for {kernel.release} runs it")
         grouped = parse_diagnostics(log, mapping)
         for result in batch:
             result.diagnostics = grouped.get(result.source_dir, [])
@@ -213,6 +275,21 @@ def _make(
             next(r for r in batch if r.source_dir == source).diagnostics.extend(found)
         failed |= {result.source_dir for result in batch if result.errors}
         return log, failed
+
+
+def _run_make(make: BoundCommand) -> str:
+    """Run make in its own session; if the harness is interrupted, the whole make (cc1, ld,
+    modpost) is killed with it rather than left running."""
+    process = make.popen(start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pid = cast(int, process.pid)
+    try:
+        stdout, stderr = cast("tuple[bytes, bytes]", process.communicate())
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        process.wait()
+        raise
+    return stdout.decode("utf-8", "replace") + stderr.decode("utf-8", "replace")
 
 
 def _collect(result: BuildResult) -> bool:

@@ -4,19 +4,25 @@ The harness never touches the host's apt configuration: it keeps its own sources
 lists and download directory under the cache, and passes them to ``apt-get``/``apt-cache`` as
 ``-o Dir::...`` options. So bookworm-backports need not be enabled system-wide, and nothing is
 installed: packages are only downloaded (``apt-get download``) to be unpacked elsewhere.
+
+Every apt command has a wall-clock limit (a silent mirror or a disk that fills up must not leave
+``kmh kernel add`` waiting forever), and a stalled connection is given up after a minute. A full
+disk is reported as such, in one line (the store checks the space before downloading).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from plumbum import FG, ProcessExecutionError, local
+from plumbum import FG, CommandNotFound, ProcessExecutionError, ProcessTimedOut, local
+from plumbum.machines import LocalCommand
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
 
 #: Suites the private sources list carries, and what a shorthand SPEC means.
 SUITE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -28,6 +34,14 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 #: Package lists older than this are refreshed before resolving a suite shorthand.
 LISTS_MAX_AGE = 6 * 3600
+#: Wall-clock limits in seconds: reading lists, refreshing them, downloading a kernel's packages
+#: (~100 MB: generous for a slow mirror, but finite).
+QUERY_TIMEOUT = 120.0
+UPDATE_TIMEOUT = 600.0
+DOWNLOAD_TIMEOUT = 1800.0
+NO_SPACE = "No space left on device"
+#: Free space below which a failed download is put down to the disk.
+LOW_SPACE = 64 * 1024 * 1024
 
 
 def host_mirrors() -> tuple[str, str]:
@@ -49,6 +63,15 @@ def host_mirrors() -> tuple[str, str]:
         elif uri.endswith("/debian-security") and not security:
             security = uri
     return mirror or DEFAULT_MIRROR, security or DEFAULT_SECURITY_MIRROR
+
+
+def apt_tool(name: str) -> LocalCommand:
+    """The host program NAME (apt-get, apt-cache, dpkg-deb), or ToolMissing naming its package."""
+    try:
+        return local[name]
+    except CommandNotFound:
+        package = "dpkg" if name.startswith("dpkg") else "apt"
+        raise ToolMissing(name, package, "kernel targets are downloaded and unpacked with it") from None
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,8 @@ class AptArchive:
             "Acquire::Languages": "none",
             "APT::Sandbox::User": "root" if os.geteuid() == 0 else "",
             "Debug::NoLocking": "1",
+            # A stalled connection gives up after 60 s (the wall-clock limits bound the rest).
+            "Acquire::http::Timeout": "60",
         }
         options: list[str] = []
         for key, value in settings.items():
@@ -118,21 +143,29 @@ class AptArchive:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def _run(self, tool: str, *args: str, cwd: Path | None = None) -> str:
-        command = local[tool][(*self._options(), *args)]
+    def _run(self, tool: str, *args: str, cwd: Path | None = None, timeout: float | None = None) -> str:
+        command = apt_tool(tool)[(*self._options(), *args)]
+        limit = QUERY_TIMEOUT if timeout is None else timeout
         try:
             if cwd is not None:
                 with local.cwd(cwd):
-                    return command()
-            return command()
+                    return command(timeout=limit)
+            return command(timeout=limit)
+        except ProcessTimedOut:
+            raise HarnessError(
+                f"{tool} {' '.join(args[:2])} did not finish within {limit:g} s (mirror unreachable?)"
+            ) from None
         except ProcessExecutionError as error:
+            output = f"{error.stderr or ''}\n{error.stdout or ''}"
+            if NO_SPACE in output:
+                raise HarnessError(
+                    f"{tool} {' '.join(args[:2])}: out of disk space in {self.state_dir}", details=output
+                ) from None
             message = (error.stderr or error.stdout or "").strip().splitlines()
             reason = message[-1] if message else f"exit code {error.retcode}"
             raise HarnessError(
                 f"{tool} {' '.join(args[:2])} failed: {reason}", details=error.stderr or ""
             ) from None
-        except FileNotFoundError:
-            raise HarnessError(f"{tool} is not installed; this needs a Debian system with apt") from None
 
     def update(self, *, force: bool = False) -> None:
         """Refresh the private package lists (skipped while they are fresh)."""
@@ -140,7 +173,7 @@ class AptArchive:
         stamp = self.state_dir / "updated"
         if not force and stamp.exists() and time.time() - stamp.stat().st_mtime < LISTS_MAX_AGE:
             return
-        self._run("apt-get", "update", "-q")
+        self._run("apt-get", "update", "-q", timeout=UPDATE_TIMEOUT)
         stamp.touch()
 
     def versions(self, package: str) -> list[PackageVersion]:
@@ -163,6 +196,24 @@ class AptArchive:
             return []
         return [clause.split("|")[0].split("(")[0].strip() for clause in match.group(1).split(",")]
 
+    def sizes(self, packages: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
+        """(download size, unpacked size) in bytes of each (package, version), from the lists.
+
+        One apt-cache run for all of them: each run re-reads every package list (~2 s).
+        """
+        output = self._run("apt-cache", "show", *(f"{name}={version}" for name, version in packages))
+        found: dict[tuple[str, str], tuple[int, int]] = {}
+        for record in output.split("\n\n"):
+            fields = dict(re.findall(r"^([\w-]+): (.*)$", record, re.M))
+            key = (fields.get("Package", ""), fields.get("Version", ""))
+            if key in packages and key not in found:
+                size, installed = fields.get("Size", "0"), fields.get("Installed-Size", "0")
+                found[key] = (
+                    int(size) if size.isdigit() else 0,
+                    int(installed) * 1024 if installed.isdigit() else 0,
+                )
+        return found
+
     def package_names(self, prefix: str) -> list[str]:
         return sorted(self._run("apt-cache", "pkgnames", prefix).split())
 
@@ -176,12 +227,22 @@ class AptArchive:
             if not self._deb_path(name, version)
         ]
         if missing:
-            command = local["apt-get"][(*self._options(), "download", *missing)]
+            command = apt_tool("apt-get")[(*self._options(), "download", *missing)]
             with local.cwd(self.archives_dir):
                 # apt's own progress goes straight to the terminal.
                 try:
-                    command & FG
+                    command & FG(timeout=DOWNLOAD_TIMEOUT)
+                except ProcessTimedOut:
+                    raise HarnessError(
+                        f"downloading {' '.join(missing)} did not finish within {DOWNLOAD_TIMEOUT:g} s"
+                    ) from None
                 except ProcessExecutionError as error:
+                    # A failed fetch leaves its partial file; on a full disk that is the space.
+                    shutil.rmtree(self.archives_dir / "partial", ignore_errors=True)
+                    if shutil.disk_usage(self.archives_dir).free < LOW_SPACE:
+                        raise HarnessError(
+                            f"downloading {' '.join(missing)}: out of disk space in {self.archives_dir}"
+                        ) from None
                     raise HarnessError(
                         f"downloading {' '.join(missing)} failed (apt-get exit {error.retcode})"
                     ) from None
@@ -192,6 +253,10 @@ class AptArchive:
                 raise HarnessError(f"apt-get download did not produce {name} {version}")
             paths.append(path)
         return paths
+
+    def downloaded(self, name: str, version: str) -> bool:
+        """Whether that package version is already in the private archive directory."""
+        return self._deb_path(name, version) is not None
 
     def _deb_path(self, name: str, version: str) -> Path | None:
         quoted = version.replace(":", "%3a")

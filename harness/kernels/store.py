@@ -3,24 +3,46 @@
 ``add`` resolves a SPEC, downloads the packages, unpacks them into a staging directory, fixes
 paths, extracts vmlinux and only then renames the tree into place, so a target either exists
 whole or not at all. A lock file serialises concurrent adds (parallel test sessions).
+
+Before downloading, the archive's own sizes (download and installed size of each package, plus
+room for the extracted vmlinux) are compared with the free space, so a disk that cannot hold
+the target is one line before apt starts, not a full disk and a screen of errors after.
+
+A target in use cannot be removed under its user's feet: every process that looks a target up
+(``get``/``ensure``: runs, builds, checks, VMs) holds a shared ``flock`` on
+``kernels/.locks/<release>.lock`` until it exits, and ``remove`` needs it exclusively, so it
+refuses while any user lives. The lock files sit beside the targets, not inside them, so they
+outlive a removal. Removing a target also removes what the cache derived from it (guest image
+layers and snapshots, build copies).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from harness.errors import HarnessError
 from harness.kernels.apt import SUITE_GROUPS, AptArchive
-from harness.kernels.debian import parse_spec, resolve
+from harness.kernels.debian import KernelPackages, parse_spec, resolve
 from harness.kernels.target import KernelTarget
 from harness.kernels.unpack import extract_vmlinux, fix_header_paths, say, unpack_debs
 from harness.paths import cache_root
 
 Progress = Callable[[str], None]
+MIB = 1024 * 1024
+#: Room for the uncompressed vmlinux extracted after unpacking (66 MB for 6.1) and slack.
+EXTRA_SPACE = 128 * MIB
+#: Cache folders holding things made for one kernel release, as ``<cache>/<folder>/<release>``.
+DERIVED = ("images", "build", "guest-build")
+
+#: Lock files this process holds shared, one per target it has used (released at exit).
+_IN_USE: dict[Path, IO[str]] = {}
 
 
 class KernelStore:
@@ -42,7 +64,13 @@ class KernelStore:
         return sorted(targets, key=lambda target: (target.major_minor, target.release))
 
     def get(self, name: str) -> KernelTarget:
-        """The installed target NAME: an exact release or a suite shorthand (newest of that suite)."""
+        """The installed target NAME (an exact release or a suite shorthand, newest of that
+        suite), marked in use by this process so that it cannot be removed while it lives."""
+        target = self._find(name)
+        self._hold(target)
+        return target
+
+    def _find(self, name: str) -> KernelTarget:
         targets = self.list()
         for target in targets:
             if target.release == name:
@@ -60,7 +88,9 @@ class KernelStore:
         try:
             return self.get(spec)
         except HarnessError:
-            return self.add(spec, progress=progress)
+            target = self.add(spec, progress=progress)
+        self._hold(target)
+        return target
 
     def add(self, spec: str, *, refresh: bool = False, progress: Progress | None = say) -> KernelTarget:
         """Download and unpack the kernel SPEC names; returns the existing target if already there."""
@@ -77,6 +107,7 @@ class KernelStore:
             if progress:
                 names = ", ".join(f"{name} {version}" for name, version in packages.packages)
                 progress(f"downloading {names}")
+            self._check_space(packages)
             debs = self.archive.download(list(packages.packages))
             staging = self.root / f".{packages.release}.partial"
             shutil.rmtree(staging, ignore_errors=True)
@@ -97,19 +128,79 @@ class KernelStore:
                 extract_vmlinux(target.vmlinuz, target.vmlinux)
                 target.save()
                 staging.rename(destination)
-            except BaseException:
+            except BaseException as error:
                 shutil.rmtree(staging, ignore_errors=True)
+                if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+                    raise HarnessError(
+                        f"out of disk space in {self.root} while adding kernel {packages.release}"
+                    ) from None
                 raise
             if progress:
                 progress(f"kernel {packages.release} ({packages.version}, {packages.suite}) ready")
             return KernelTarget.load(destination)
 
+    def _check_space(self, packages: KernelPackages) -> None:
+        """HarnessError when the packages cannot be downloaded and unpacked in the free space."""
+        download = unpacked = 0
+        sizes = self.archive.sizes(list(packages.packages))
+        for name, version in packages.packages:
+            size, installed = sizes.get((name, version), (0, 0))
+            if not self.archive.downloaded(name, version):
+                download += size
+            unpacked += installed
+        self.archive.archives_dir.mkdir(parents=True, exist_ok=True)
+        needs: dict[int, tuple[Path, int]] = {}
+        for path, amount in ((self.archive.archives_dir, download), (self.root, unpacked + EXTRA_SPACE)):
+            device = os.stat(path).st_dev
+            previous = needs.get(device, (path, 0))
+            needs[device] = (previous[0], previous[1] + amount)
+        for path, amount in needs.values():
+            free = shutil.disk_usage(path).free
+            if free < amount:
+                raise HarnessError(
+                    f"out of disk space: kernel {packages.release} needs about {amount // MIB} MiB "
+                    f"in {path}, {free // MIB} MiB free"
+                )
+
     def remove(self, name: str) -> KernelTarget:
-        """Delete one target's tree (its downloaded .debs stay cached)."""
-        target = self.get(name)
-        with self._locked():
+        """Delete one target's tree and what the cache made from it (its downloaded .debs stay).
+
+        Refuses while another process uses the target (see the module docstring).
+        """
+        target = self._find(name)
+        lock = self._lock_path(target.release)
+        if lock in _IN_USE:
+            raise HarnessError(f"kernel {target.release} is in use by this process; it cannot remove it")
+        busy = f"kernel {target.release} is in use by another kmh process (a run, build, check or VM)"
+        with self._locked(), lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise HarnessError(f"{busy}; remove it when that has finished") from None
             shutil.rmtree(target.root)
+            for folder in DERIVED:
+                shutil.rmtree(self.root.parent / folder / target.release, ignore_errors=True)
         return target
+
+    def _lock_path(self, release: str) -> Path:
+        folder = self.root / ".locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{release}.lock"
+
+    def _hold(self, target: KernelTarget) -> None:
+        """Take TARGET's shared in-use lock for the rest of this process (once per target)."""
+        try:
+            lock = self._lock_path(target.release)
+            if lock in _IN_USE:
+                return
+            handle = lock.open("a")
+        except OSError:
+            return  # a store this user cannot write to is not one they can remove from either
+        fcntl.flock(handle, fcntl.LOCK_SH)  # waits while a remove is deleting it
+        if not (target.root / KernelTarget.METADATA).is_file():
+            handle.close()
+            raise HarnessError(f"kernel target {target.release} was removed just now")
+        _IN_USE[lock] = handle
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

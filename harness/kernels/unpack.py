@@ -5,10 +5,14 @@ Debian's header packages assume they live in /usr/src: the per-flavour Makefile 
 symlink. We unpack with ``dpkg-deb -x`` into a private root and rewrite exactly those: the include
 becomes relative to the Makefile itself and absolute symlinks become relative ones, so the tree
 works wherever the cache lives and never needs the host's /usr/src, /lib/modules or /boot.
+
+A full disk is one line saying so (dpkg-deb would otherwise print one tar error per file), and
+``dpkg-deb`` has a time limit like every other external command.
 """
 
 from __future__ import annotations
 
+import errno
 import lzma
 import os
 import re
@@ -17,25 +21,37 @@ from collections.abc import Callable
 from pathlib import Path
 
 import zstandard
-from plumbum import ProcessExecutionError, local
+from plumbum import ProcessExecutionError, ProcessTimedOut
 
 from harness.errors import HarnessError
+from harness.kernels.apt import apt_tool
 
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ELF_MAGIC = b"\x7fELF"
+#: Seconds one ``dpkg-deb -x`` may take (the largest kernel image unpacks in ~10 s).
+UNPACK_TIMEOUT = 600.0
+NO_SPACE = "No space left on device"
 
 
 def unpack_debs(debs: list[Path], root: Path, *, progress=None) -> None:
     """Extract each .deb's data into ``root`` (no maintainer scripts, nothing installed)."""
-    dpkg_deb = local["dpkg-deb"]
+    dpkg_deb = apt_tool("dpkg-deb")
     for index, deb in enumerate(debs, 1):
         if progress:
             progress(f"unpacking {deb.name} ({index}/{len(debs)})")
         try:
-            dpkg_deb("-x", str(deb), str(root))
+            dpkg_deb("-x", str(deb), str(root), timeout=UNPACK_TIMEOUT)
+        except ProcessTimedOut:
+            raise HarnessError(f"unpacking {deb.name} did not finish within {UNPACK_TIMEOUT:g} s") from None
         except ProcessExecutionError as error:
-            raise HarnessError(f"cannot unpack {deb.name}: {error.stderr.strip()}") from None
+            stderr = error.stderr or ""
+            if NO_SPACE in stderr:
+                raise HarnessError(f"out of disk space in {root} while unpacking {deb.name}") from None
+            lines = stderr.strip().splitlines()
+            raise HarnessError(
+                f"cannot unpack {deb.name}: {lines[-1] if lines else f'exit {error.retcode}'}", details=stderr
+            ) from None
 
 
 def fix_header_paths(root: Path, release: str) -> None:
@@ -77,8 +93,16 @@ def extract_vmlinux(vmlinuz: Path, destination: Path) -> None:
     if kernel is None:
         raise HarnessError(f"{vmlinuz.name}: found no xz- or zstd-compressed ELF kernel inside")
     temporary = destination.with_suffix(".partial")
-    temporary.write_bytes(kernel)
-    temporary.replace(destination)
+    try:
+        temporary.write_bytes(kernel)
+        temporary.replace(destination)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.errno == errno.ENOSPC:
+            raise HarnessError(
+                f"out of disk space in {destination.parent} writing {destination.name}"
+            ) from None
+        raise HarnessError(f"cannot write {destination}: {error.strerror}") from None
 
 
 def _embedded_elf(data: bytes, magic: bytes, decompress: Callable[[bytes], bytes]) -> bytes | None:

@@ -4,6 +4,18 @@
 :class:`StepResult` per step. It never raises for what the module or kernel did: an insmod error
 is a failed step, an oops a crashed step, a command that never returns a timed-out step; once the
 VM is poisoned the remaining steps are skipped. It tells the runner whether the VM may be reused.
+
+Every guest command of a step, the module's own and the harness's probes alike (state
+snapshots, ``cat /proc/modules``, the kernel log), goes through :meth:`GuestCycle._sh`: a command
+that crashes or times out, or a crash the guest core finds between commands, ends the step as a
+``crash``/``timeout`` step carrying the oops, so a probe's crash is never mistaken for a state
+difference. An incomplete snapshot is never diffed. Kernel WARNINGs are findings of their own:
+the step reports them (text, taint W, the user's source line) and, unless the spec says
+``warnings = "allow"``, fails, but the kernel goes on, so the remaining steps still run.
+
+If the guest is lost before the module's first step (it was poisoned by what ran before, or
+died while the module was being installed), :class:`GuestLost` tells the runner to try again
+on a fresh guest: nothing the module did can be judged from it.
 """
 
 from __future__ import annotations
@@ -15,20 +27,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
-from harness.lifecycle.result import ModuleRun, StepResult
+from harness.lifecycle.result import ModuleRun, StepResult, StepStatus
 from harness.lifecycle.spec import ModuleSpec
-from harness.lifecycle.state import KALLSYMS_COMMAND, SNAPSHOT_COMMAND, Snapshot, diff
+from harness.lifecycle.state import (
+    END_COMMAND,
+    KALLSYMS_COMMAND,
+    SNAPSHOT_COMMAND,
+    TAINT_WARN,
+    Snapshot,
+    diff,
+    taint_letters,
+)
 from harness.netcheck import NetReport, check_links
 from harness.netcheck.run import Phase
 from harness.vm.backend import VMBackend
+from harness.vm.crash import Crash
 from harness.vm.result import CommandResult
 
 # The guest's busybox sh runs its own applets before searching PATH (Debian builds it with
 # FEATURE_SH_STANDALONE), so kmod's real tools are called by absolute path.
 
-#: Seconds any bookkeeping command in the guest may take.
+#: Seconds any bookkeeping command in the guest may take: they take 5-50 ms under TCG on a
+#: quiet machine (bench/vm.py) and a few hundred ms at load average 14, so 20 s is >40x that.
 QUICK = 20.0
+#: ``depmod -a`` reads every module of the guest's tree: milliseconds in the QEMU guest's small
+#: tree, but ~4000 modules in a full Vagrant box, where it took over 20 s under TCG at load
+#: average 12. Generous, since a depmod that times out makes the guest unusable for the module.
+DEPMOD_TIMEOUT = 180.0
 EVIDENCE_LINES = 40
 
 
@@ -42,6 +69,32 @@ class GuestModules:
     order: list[str] = field(default_factory=list)
     #: Modules that must be live after loading (a tree module's dependency closure, from the host).
     expect_loaded: list[str] = field(default_factory=list)
+    #: Module name → what to call its source in reports (the user's source directory), so a
+    #: WARNING's file path points at the user's file rather than a deleted batch directory.
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+class GuestLost(Exception):
+    """The guest could not take the module's first step; the runner retries on a fresh one."""
+
+    def __init__(self, reason: str, crash: Crash | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.crash = crash
+
+
+class _Trouble(Exception):
+    """A guest command crashed or timed out (or a crash surfaced between commands)."""
+
+    def __init__(self, crash: Crash, command: str, background: bool = False) -> None:
+        super().__init__(crash.summary())
+        self.crash = crash
+        self.command = command
+        self.background = background
+
+
+class _ProbeFailed(Exception):
+    """A harness probe gave no usable answer (e.g. a cut-short state snapshot)."""
 
 
 class GuestCycle:
@@ -56,6 +109,8 @@ class GuestCycle:
         release: str,
         on_step: Callable[[ModuleRun, StepResult], None] | None = None,
         known_state: Snapshot | None = None,
+        *,
+        stopped: Callable[[], bool] = lambda: False,
     ) -> None:
         self.vm = vm
         self.spec = spec
@@ -63,6 +118,8 @@ class GuestCycle:
         self.modules = modules
         self.release = release
         self.on_step = on_step
+        #: True once the run was interrupted: nothing the guest says afterwards is recorded.
+        self.stopped = stopped
         #: False when the module (or junk it left) is still in the kernel: the VM must be replaced.
         self.reusable = True
         self._preloaded: frozenset[str] = frozenset()
@@ -73,10 +130,17 @@ class GuestCycle:
         #: The state after a clean unload, which the next module in this VM can start from.
         self.clean_state: Snapshot | None = None
         self._load_mark = 0
+        #: The guest's crash when the cycle last looked: a new one surfaced during this step.
+        self._known_crash: Crash | None = None
+        #: WARNINGs seen during the current step.
+        self._warnings: list[Crash] = []
+        #: Taint bits already reported with their cause (W after a reported WARNING).
+        self._reported_taint = 0
 
     # -- driver ------------------------------------------------------------------------------
 
     def execute(self) -> None:
+        """Run every step; raises :class:`GuestLost` only before the first step."""
         steps: list[tuple[str, Callable[[], StepResult]]] = [
             ("load", self._load),
             ("verify", self._verify),
@@ -85,68 +149,180 @@ class GuestCycle:
             ("cleanup", self._cleanup),
             ("reload", self._reload),
         ]
-        self._install()
-        if not self._known_state:
-            self._before = self._snapshot()
+        self._prepare()
         for name, action in steps:
+            if self.stopped():
+                return
             if self.vm.poisoned or self._stop:
                 self._record(StepResult(name, "skip", message="skipped: an earlier step failed"))
                 continue
             started = time.monotonic()
-            step = action()
+            self._warnings = []
+            step = self._guarded(name, action)
             step.duration = time.monotonic() - started
-            if step.status in ("crash", "timeout"):
+            if step.status in ("crash", "timeout", "error"):
                 self.reusable = False
                 self._stop = True
             if step.status == "fail" and name in ("load", "unload"):
                 self._stop = True
+            self._judge_warnings(step)
             self._record(step)
 
+    def _prepare(self) -> None:
+        """Install the module and take the "before" snapshot: the guest must be sound for this."""
+        if self.vm.poisoned:
+            assert self.vm.crash is not None
+            raise GuestLost(f"the guest was poisoned before the first step: {self.vm.crash.summary()}")
+        self._known_crash = self.vm.crash
+        try:
+            self._install()
+            if not self._known_state:
+                self._before = self._snapshot()
+        except _Trouble as trouble:
+            reason = f"the guest broke before the first step: {trouble.crash.summary()}"
+            raise GuestLost(reason, trouble.crash) from None
+        except (_ProbeFailed, HarnessError) as error:
+            raise GuestLost(f"the guest broke before the first step: {error}") from None
+
+    def _guarded(self, name: str, action: Callable[[], StepResult]) -> StepResult:
+        """The step's result, or a crash/timeout/error step when a guest command went wrong."""
+        try:
+            return action()
+        except _Trouble as trouble:
+            return self._trouble_step(name, trouble)
+        except _ProbeFailed as error:
+            return StepResult(name, "error", message=str(error))
+        except HarnessError as error:
+            # The guest stopped taking commands without a report we could read.
+            crash = self.vm.crash
+            if crash is not None:
+                return self._trouble_step(name, _Trouble(crash, crash.command, background=True))
+            return StepResult(name, "error", message=f"the guest stopped answering: {error.message}")
+
+    def _trouble_step(self, name: str, trouble: _Trouble) -> StepResult:
+        crash = trouble.crash
+        status: StepStatus = "timeout" if crash.kind == "timeout" else "crash"
+        if trouble.background:
+            after = crash.command or "no command"
+            message = f"the kernel crashed between commands ({after}): {crash.summary()}"
+        else:
+            what = "timed out" if status == "timeout" else "crashed the kernel"
+            message = f"{trouble.command} {what}: {crash.summary()}"
+        lines = list(crash.lines) or self._safe_dmesg(self._load_mark)
+        return StepResult(name, status, message=message, evidence=_tail(lines), crash=crash)
+
+    def _judge_warnings(self, step: StepResult) -> None:
+        """WARNINGs are reported on the step that triggered them; by default they fail it."""
+        if not self._warnings:
+            return
+        step.warnings = list(self._warnings)
+        self.reusable = False  # taint W stays for good: the next module gets an untainted kernel
+        self._reported_taint |= TAINT_WARN
+        text = "\n".join(self._describe_warning(w) for w in self._warnings)
+        taint = self._taint_now()
+        lines = [text, f"kernel taint now: {taint or 'none'}"]
+        lines += ["--- report ---", *(line for w in self._warnings for line in w.lines[:EVIDENCE_LINES])]
+        evidence = "\n".join(lines)
+        headline = f"kernel WARNING during {step.name}: {self._describe_warning(self._warnings[0])}"
+        if step.status == "pass" and self.spec.expect.warnings == "fail":
+            step.status, step.message = "fail", headline
+            step.evidence = "\n".join(filter(None, [evidence, step.evidence]))
+        else:
+            note = f"{headline} (allowed by the spec)" if step.status == "pass" else headline
+            step.message = f"{step.message}; {note}" if step.message else note
+            step.evidence = "\n".join(filter(None, [step.evidence, evidence]))
+
+    def _describe_warning(self, warning: Crash) -> str:
+        """``at <user's file>:<line> in func [mod]``: the path mapped out of the build directory."""
+        where = _WARN_AT.search(warning.title)
+        place = ""
+        if where:
+            place = where.group("path")
+            shown = self.modules.sources.get(warning.module.replace("-", "_"))
+            if shown:
+                # kbuild compiled the file as <batch dir>/m<N>/<path in the module's dir>.
+                inside = _BATCH_PATH.sub("", place) if _BATCH_PATH.search(place) else Path(place).name
+                place = f"{shown.rstrip('/')}/{inside}"
+        func = f" in {warning.function}" if warning.function else ""
+        mod = f" [{warning.module}]" if warning.module else ""
+        return f"at {place}{func}{mod}" if place else f"{warning.title}{func}{mod}"
+
+    def _taint_now(self) -> str:
+        try:
+            result = self.vm.run("cat /proc/sys/kernel/tainted", timeout=QUICK, allow_poisoned=True)
+        except HarnessError:
+            return "unknown"
+        value = result.stdout.strip()
+        return taint_letters(int(value)) if value.isdigit() else "unknown"
+
     def _record(self, step: StepResult) -> None:
+        if self.stopped():
+            return
         self.run.steps.append(step)
         if self.on_step:
             self.on_step(self.run, step)
 
     # -- guest helpers -----------------------------------------------------------------------
 
-    def _sh(self, command: str, timeout: float = QUICK) -> CommandResult:
-        return self.vm.run(command, timeout=timeout, allow_poisoned=True)
+    def _sh(self, command: str, timeout: float = QUICK, *, what: str = "") -> CommandResult:
+        """Run a guest command; its crash, timeout, or a crash found between commands, raises.
+
+        WHAT names the command in a report (default: the command itself)."""
+        result = self.vm.run(command, timeout=timeout, allow_poisoned=True)
+        self._warnings += result.warnings
+        if result.crash is not None:
+            raise _Trouble(result.crash, what or command.strip().splitlines()[0][:120])
+        self._check_background()
+        return result
+
+    def _check_background(self) -> None:
+        crash = self.vm.crash
+        if crash is not None and crash is not self._known_crash:
+            self._known_crash = crash
+            raise _Trouble(crash, crash.command, background=True)
 
     def _install(self) -> None:
         extra = f"/lib/modules/{self.release}/extra"
         for name, path in self.modules.built.items():
             self.vm.put(path, f"{extra}/{name}.ko")
         if self.spec.method == "modprobe" or self.spec.module.debian:
-            self._sh(f"/sbin/depmod -a {shlex.quote(self.release)}")
+            self._sh(f"/sbin/depmod -a {shlex.quote(self.release)}", timeout=DEPMOD_TIMEOUT)
         proc = self._sh("cat /proc/modules").stdout
         self._preloaded = frozenset(line.split(" ", 1)[0] for line in proc.splitlines() if line)
 
     def _snapshot(self, *, kallsyms: bool = False) -> Snapshot:
-        command = SNAPSHOT_COMMAND + (KALLSYMS_COMMAND if kallsyms else "")
-        return Snapshot.parse(self._sh(command, timeout=60).stdout)
+        command = SNAPSHOT_COMMAND + (KALLSYMS_COMMAND + "\n" if kallsyms else "") + END_COMMAND
+        result = self._sh(command, timeout=60, what="kmh's kernel state snapshot (/proc, /sys, /dev)")
+        snapshot = Snapshot.parse(result.stdout)
+        if not snapshot.complete:
+            raise _ProbeFailed(
+                f"the kernel state snapshot was cut short (exit {result.exit_code}): not compared"
+            )
+        return snapshot
 
     def _proc_module(self, name: str) -> ProcModule | None:
         return find_module(self._sh("cat /proc/modules").stdout, name)
 
     def _dmesg(self, since: int) -> list[str]:
-        return self.vm.dmesg(since=since)
+        lines = self.vm.dmesg(since=since)
+        self._check_background()
+        return lines
 
-    def _trouble(self, step: str, result: CommandResult, since: int, what: str) -> StepResult | None:
-        """A crash/timeout step when the command took the kernel down or never came back."""
-        if result.crash is None:
-            return None
-        status = "timeout" if result.timed_out else "crash"
-        message = (
-            f"{what} {'timed out' if status == 'timeout' else 'crashed the kernel'}: {result.crash.summary()}"
-        )
-        lines = list(result.crash.lines) or self._safe_dmesg(since)
-        return StepResult(step, status, message=message, evidence=_tail(lines), crash=result.crash)
+    def _mark(self) -> int:
+        mark = self.vm.mark()
+        self._check_background()
+        return mark
 
     def _safe_dmesg(self, since: int) -> list[str]:
         try:
-            return self._dmesg(since)
+            return self.vm.dmesg(since=since)
         except Exception:  # noqa: BLE001 - a dead guest has no log to give; the crash says enough
             return []
+
+    def _lost_note(self, since: int) -> str:
+        """Why a kernel log line may be missing: records overwritten before they were read."""
+        lost = self.vm.lost(since)
+        return f" ({lost} kernel log record(s) were lost: the log overflowed)" if lost else ""
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -162,12 +338,9 @@ class GuestCycle:
         return commands
 
     def _load(self, step: str = "load") -> StepResult:
-        self._load_mark = self.vm.mark()
+        self._load_mark = self._mark()
         for _module, command in self._load_commands():
             result = self._sh(command, timeout=self.spec.timeout)
-            trouble = self._trouble(step, result, self._load_mark, command)
-            if trouble:
-                return trouble
             if result.exit_code != 0:
                 evidence = result.stderr.strip() + "\n" + _tail(self._dmesg(self._load_mark))
                 return StepResult(
@@ -201,7 +374,8 @@ class GuestCycle:
         log = self._dmesg(self._load_mark)
         for pattern in expect.load_dmesg:
             if not any(re.search(pattern, line) for line in log):
-                problems.append(f"no kernel log line matched {pattern!r} on load")
+                lost = self._lost_note(self._load_mark)
+                problems.append(f"no kernel log line matched {pattern!r} on load{lost}")
         for path in (*expect.devices, *expect.proc, *expect.sysfs):
             if self._sh(f"test -e {shlex.quote(path)}").exit_code != 0:
                 problems.append(f"{path} does not exist while the module is loaded")
@@ -265,11 +439,7 @@ class GuestCycle:
         command = self.spec.expect.exercise
         if not command:
             return StepResult("exercise", "skip", message="no exercise in the spec")
-        mark = self.vm.mark()
         result = self._sh(command, timeout=self.spec.timeout)
-        trouble = self._trouble("exercise", result, mark, "the exercise")
-        if trouble:
-            return trouble
         output = result.stdout + result.stderr
         if result.exit_code != 0:
             return StepResult(
@@ -292,12 +462,9 @@ class GuestCycle:
         return " && ".join(f"/sbin/rmmod {shlex.quote(n)}" for n in names)
 
     def _unload(self, step: str = "unload") -> StepResult:
-        mark = self.vm.mark()
+        mark = self._mark()
         command = self._unload_command()
         result = self._sh(command, timeout=self.spec.timeout)
-        trouble = self._trouble(step, result, mark, command)
-        if trouble:
-            return trouble
         entry = self._proc_module(self.spec.name)
         if result.exit_code != 0 or entry is not None:
             self.reusable = False
@@ -328,7 +495,7 @@ class GuestCycle:
                 return StepResult(
                     step,
                     "fail",
-                    message=f"no kernel log line matched {missing[0]!r} on unload",
+                    message=f"no kernel log line matched {missing[0]!r} on unload{self._lost_note(mark)}",
                     evidence=_tail(log),
                 )
         return StepResult(step, "pass", message=f"{self.spec.name} unloaded{note}")
@@ -366,7 +533,7 @@ class GuestCycle:
             # (/proc/modules shows every state), so kallsyms (~0.3 s to read under TCG) is read
             # only when a module is left: then it names what stayed.
             after = self._snapshot(kallsyms=True)
-        changes = diff(self._before, after)
+        changes = diff(self._before, after, reported_taint=self._reported_taint)
         text = changes.describe()
         net: NetReport | None = None
         if self.spec.expect.links:
@@ -403,10 +570,14 @@ class GuestCycle:
         return StepResult("reload", "pass", message="loaded and unloaded a second time")
 
 
+_WARN_AT = re.compile(r" at (?P<path>\S+?:\d+) ")
+_BATCH_PATH = re.compile(r"^.*/batch-[^/]+/m\d+/")
+
+
 def _net_crash(step: str, net: NetReport, found: str) -> StepResult:
     """The netlink check took the kernel down: report the crash, with what was found before it."""
     assert net.crash is not None
-    status = "timeout" if net.crash.kind == "timeout" else "crash"
+    status: StepStatus = "timeout" if net.crash.kind == "timeout" else "crash"
     what = "timed out" if status == "timeout" else "crashed the kernel"
     message = f"netlink check ({net.phase}) {what}: {net.crash.summary()}"
     if found:

@@ -66,6 +66,9 @@ class ModuleRun:
     #: runner sets it when the module reaches a guest (load, unload, cleanup, and reload when
     #: the spec asks for it); runs stopped before the guest end with a failed step anyway.
     required: tuple[str, ...] = ()
+    #: The kernel target's name as users give it (``bookworm``, ``bookworm-backports``): the
+    #: release alone does not say which Debian suite a report is about.
+    target: str = ""
 
     @property
     def verdict(self) -> Verdict:

@@ -11,13 +11,14 @@ No result is lost: every planned module × kernel ends as one :class:`ModuleRun`
 
 from __future__ import annotations
 
+import os
 import queue
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from harness.elf.check import check_loadable
@@ -28,11 +29,14 @@ from harness.kbuild import BuildResult, build_modules
 from harness.kbuild.guest import build_in_guest
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
-from harness.lifecycle.cycle import GuestCycle, GuestModules
+from harness.lifecycle.cycle import GuestCycle, GuestLost, GuestModules
+from harness.lifecycle.interrupt import Interrupted
 from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.spec import ModuleDef, ModuleSpec
 from harness.lifecycle.state import Snapshot
 from harness.templates import write_module
+from harness.vm.backends import factory_for
+from harness.vm.pool import Prewarmed
 
 DEFAULT_KERNEL = "bookworm"
 StepCallback = Callable[[ModuleRun, StepResult], None]
@@ -72,7 +76,7 @@ def make_plan(specs: Sequence[ModuleSpec], kernels: Sequence[str] = ()) -> Plan:
         for name in kernels or spec.kernels or (DEFAULT_KERNEL,):
             kernel = store.ensure(name)
             build_kernel = _build_kernel(store, spec, kernel)
-            run = ModuleRun(module=spec.name, source=spec.origin, kernel=kernel.release)
+            run = ModuleRun(module=spec.name, source=spec.origin, kernel=kernel.release, target=kernel.suite)
             plan.items.append(PlannedRun(spec, kernel, build_kernel, run))
     return plan
 
@@ -108,33 +112,63 @@ class Runner:
         self.werror = werror
         #: A fresh VM for every module instead of sharing boots between modules that behave.
         self.isolate = isolate
-        if backend not in BACKENDS:
-            raise HarnessError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        factory = factory_for(backend)
         if build_in_vm and backend != "vagrant":
             raise HarnessError("--build-in-vm needs --backend vagrant (the QEMU guest has no compiler)")
-        self.vm_factory = vm_factory or BACKENDS[backend]
+        self.vm_factory = vm_factory or factory
         #: kbuild runs inside the guest against its own headers (a full distribution box).
         self.build_in_vm = build_in_vm
         self.on_step = on_step
         self.on_finished = on_finished
         self._lock = threading.Lock()
+        #: Set when the run is interrupted: workers take no new module and record nothing more.
+        self._stop = threading.Event()
+        #: Guests in use by workers, so an interruption can stop them.
+        self._live: set[object] = set()
+        self._workers: list[threading.Thread] = []
 
     def execute(self, plan: Plan) -> list[ModuleRun]:
+        """Every planned module × kernel ends as one ModuleRun, in plan order.
+
+        On :class:`Interrupted` (SIGINT/SIGTERM, see :mod:`harness.lifecycle.interrupt`) the work
+        in flight is stopped, finished results are kept, every other run gets an
+        ``interrupted`` step, and the exception goes on to the caller, which writes the reports.
+        """
+        self._stop.clear()
+        self._workers = []
         # Boot one VM per kernel while the host renders and builds: under TCG a boot takes about
         # as long as a kbuild, so the guest is usually ready when the first module is.
-        self._prewarmed: dict[str, Future] = {}
-        with ThreadPoolExecutor(max_workers=4) as booter:
-            for kernel in _unique_kernels(item.kernel for item in plan.items):
-                debian = _debian_modules(plan, kernel)
-                self._prewarmed[kernel.release] = booter.submit(self._new_vm, kernel, debian, plan)
+        self._prewarmed = Prewarmed()
+        try:
             try:
+                for kernel in _unique_kernels(item.kernel for item in plan.items):
+                    debian = _debian_modules(plan, kernel)
+                    self._prewarmed.boot(kernel.release, partial(self._new_vm, kernel, debian, plan))
                 return self._execute(plan)
             finally:
-                for future in self._prewarmed.values():
-                    _close_unused(future)
+                self._prewarmed.close()
+        except Interrupted as interruption:
+            self._abort(plan, interruption)
+            raise
+
+    def _abort(self, plan: Plan, interruption: Interrupted) -> None:
+        """Stop the workers and their guests, then mark every unfinished run interrupted."""
+        self._stop.set()
+        with self._lock:
+            live = list(self._live)
+        for vm in live:
+            stop = getattr(vm, "abort", None) or getattr(vm, "close")  # noqa: B009 - any backend
+            stop()
+        for worker in self._workers:
+            worker.join(timeout=30)
+        for item in plan.items:
+            if not item.finished:
+                message = f"interrupted by {interruption.name} before it finished"
+                item.run.steps.append(StepResult("interrupted", "interrupted", message=message))
+                self._finish(item)
 
     def _execute(self, plan: Plan) -> list[ModuleRun]:
-        with tempfile.TemporaryDirectory(prefix="kmh-run-") as workdir:
+        with tempfile.TemporaryDirectory(prefix=f"kmh-run-{os.getpid()}-") as workdir:
             sources = self._render(plan, Path(workdir))
             guest_work: dict[str, list[tuple[PlannedRun, GuestModules]]] = {}
             kernels: dict[str, KernelTarget] = {}
@@ -225,15 +259,12 @@ class Runner:
 
     def _build_in_guest(self, directories: list[Path], kernel: KernelTarget) -> list[BuildResult]:
         """kbuild inside the (prewarmed) guest against its own headers; .ko files come back to the host."""
-        vm = self._take_prewarmed(kernel) or self.vm_factory(kernel, ())
+        vm = self._prewarmed.take(kernel.release) or self.vm_factory(kernel, ())
         try:
-            return build_in_guest(vm, directories, kernel)
+            return build_in_guest(vm, directories, kernel)  # type: ignore[arg-type]
         finally:
             # Hand the booted guest on to the first worker of this kernel.
-            future: Future = Future()
-            future.set_result(vm)
-            with self._lock:
-                self._prewarmed[kernel.release] = future
+            self._prewarmed.give(kernel.release, vm)
 
     # -- check -------------------------------------------------------------------------------
 
@@ -248,10 +279,13 @@ class Runner:
         for definition in (*item.spec.companions, item.spec.module):
             if definition.debian:
                 continue
-            kos = built[definition].modules
+            result = built[definition]
+            kos = result.modules
             named = [m for m in kos if m.name == definition.name] or kos
             modules.built[definition.name] = named[0].path
             modules.order.append(definition.name)
+            shown = f"{definition.template} template" if definition.template else str(result.source_dir)
+            modules.sources[definition.name.replace("-", "_")] = shown
         if item.spec.module.debian:
             return self._check_debian(item, modules, started)
         target = modules.built[item.spec.name]
@@ -300,6 +334,7 @@ class Runner:
             threading.Thread(target=self._worker, args=(kernel, debian, pending, plan), daemon=True)
             for _ in range(min(self.jobs, len(work)))
         ]
+        self._workers += workers
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -320,44 +355,76 @@ class Runner:
         vm = None
         known_state: Snapshot | None = None
         try:
-            while True:
+            while not self._stop.is_set():
                 try:
                     item, modules = pending.get_nowait()
                 except queue.Empty:
                     return
-                started = time.monotonic()
-                try:
-                    if vm is None:
-                        vm = self._take_prewarmed(kernel) or self._new_vm(kernel, debian, plan)
-                    cycle = GuestCycle(
-                        vm, item.spec, item.run, modules, kernel.release, self._guest_step, known_state
-                    )
-                    cycle.execute()
-                    known_state = cycle.clean_state
-                    if self.isolate or not cycle.reusable or vm.poisoned:
-                        vm.close()
-                        vm = None
+                item.run.required = _required_steps(item.spec)
+                lost: list[str] = []
+                while True:
+                    started = time.monotonic()
+                    try:
+                        if vm is None:
+                            vm = self._prewarmed.take(kernel.release) or self._new_vm(kernel, debian, plan)
+                            with self._lock:
+                                self._live.add(vm)
+                        cycle = GuestCycle(
+                            vm,
+                            item.spec,
+                            item.run,
+                            modules,
+                            kernel.release,
+                            self._guest_step,
+                            known_state,
+                            stopped=self._stop.is_set,
+                        )
+                        cycle.execute()
+                        if self._stop.is_set():
+                            return  # what the guest said after the interruption is not evidence
+                        known_state = cycle.clean_state
+                        if self.isolate or not cycle.reusable or vm.poisoned:
+                            vm.close()
+                            vm = None
+                            known_state = None
+                    except GuestLost as error:
+                        if self._stop.is_set():
+                            return
+                        # Nothing the module did can be judged from a guest lost before its
+                        # first step: once more on a fresh guest, then an error verdict.
+                        lost.append(error.reason)
+                        if vm is not None:
+                            vm.close()
+                            vm = None
                         known_state = None
-                except HarnessError as error:
-                    self._step(item, StepResult("load", "fail", time.monotonic() - started, error.message))
-                    if vm is not None:
-                        vm.close()
-                        vm = None
-                    known_state = None
+                        if len(lost) < 2:
+                            continue
+                        message = f"the guest was lost twice before the first step: {lost[-1]}"
+                        evidence = "\n".join(f"attempt {n}: {reason}" for n, reason in enumerate(lost, 1))
+                        self._step(
+                            item,
+                            StepResult(
+                                "load", "error", time.monotonic() - started, message, evidence, error.crash
+                            ),
+                        )
+                    except HarnessError as error:
+                        if self._stop.is_set():
+                            return
+                        elapsed = time.monotonic() - started
+                        self._step(item, StepResult("load", "error", elapsed, error.message))
+                        if vm is not None:
+                            vm.close()
+                            vm = None
+                        known_state = None
+                    break
+                if self._stop.is_set():
+                    return
                 self._finish(item)
         finally:
             if vm is not None:
+                with self._lock:
+                    self._live.discard(vm)
                 vm.close()
-
-    def _take_prewarmed(self, kernel: KernelTarget):  # type: ignore[no-untyped-def]
-        with self._lock:
-            future = self._prewarmed.pop(kernel.release, None)
-        if future is None:
-            return None
-        try:
-            return future.result()
-        except HarnessError:
-            return None  # the caller boots again and reports that boot's error
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -375,10 +442,16 @@ class Runner:
 
     def _finish(self, item: PlannedRun) -> None:
         item.run.duration = sum(step.duration for step in item.run.steps)
+        item.run.seal()
         item.finished = True
         if self.on_finished:
             with self._lock:
                 self.on_finished(item.run)
+
+
+def _required_steps(spec: ModuleSpec) -> tuple[str, ...]:
+    """What must have passed for a pass: load, unload, cleanup, and reload when the spec asks."""
+    return ("load", "unload", "cleanup", *(("reload",) if spec.expect.reload else ()))
 
 
 def _finished(item: PlannedRun) -> bool:
@@ -390,14 +463,6 @@ def _debian_modules(plan: Plan, kernel: KernelTarget) -> tuple[str, ...]:
     return tuple(
         sorted({i.spec.module.debian for i in plan.items if i.kernel == kernel and i.spec.module.debian})
     )
-
-
-def _close_unused(future: Future) -> None:
-    try:
-        vm = future.result()
-    except Exception:  # noqa: BLE001 - an unused boot that failed needs no report
-        return
-    vm.close()
 
 
 def _unique_kernels(kernels) -> list[KernelTarget]:  # type: ignore[no-untyped-def]
@@ -423,34 +488,3 @@ def _batches_with_unique_names(definitions: list[ModuleDef]) -> list[list[Module
 
 def _tail(log: str, lines: int = 30) -> str:
     return "\n".join(log.rstrip().splitlines()[-lines:])
-
-
-def _vagrant_vm(kernel: KernelTarget, debian: tuple[str, ...], python: bool = False):  # type: ignore[no-untyped-def]
-    from harness.vm.vagrant import VagrantVM
-
-    if python:
-        raise HarnessError("network expectations ([[expect.links]]) need the QEMU backend's Python layer")
-    vm = VagrantVM(kernel.suite or kernel.release)
-    vm.start()
-    if vm.box is not None and vm.box.release != kernel.release:
-        release = vm.box.release
-        vm.close()
-        raise HarnessError(
-            f"the Vagrant box runs {release}, the kernel target is {kernel.release}: rebuild the box "
-            f"('kmh box build --kernel {kernel.suite or kernel.release} --rebuild') or update the target"
-        )
-    return vm
-
-
-def _qemu_vm(kernel: KernelTarget, debian: tuple[str, ...], python: bool = False):  # type: ignore[no-untyped-def]
-    from harness.vm.qemu import VM, VMConfig
-
-    vm = VM(kernel, VMConfig(extra_modules=debian, python=python))
-    vm.start()
-    return vm
-
-
-BACKENDS: dict[str, Callable[[KernelTarget, tuple[str, ...]], object]] = {
-    "qemu": _qemu_vm,
-    "vagrant": _vagrant_vm,
-}

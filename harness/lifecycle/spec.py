@@ -32,6 +32,8 @@ A spec is a TOML file (one per module, in ``modules/`` for the shipped ones)::
     exercise = "echo hi > /dev/kmh_chr && cat /dev/kmh_chr"
     exercise_output = "^hi$"
     reload = true               # load and unload a second time
+    warnings = "fail"           # a kernel WARNING the module triggers fails the step it happened
+                                # in ("allow": reported on the step, the verdict unaffected)
 
     [[expect.links]]            # a network interface the module registers, checked over rtnetlink
     name = "kmhnet0"            # (in the guest, with Debian's python3 + pyroute2: specs with links
@@ -50,11 +52,14 @@ A spec is a TOML file (one per module, in ``modules/`` for the shipped ones)::
     message = "No such device"
 
 Paths in a spec are relative to the spec file. Unknown keys are errors: a typo in an
-expectation must not silently turn into no expectation.
+expectation must not silently turn into no expectation. Types are strict for the same reason:
+``reload = "false"`` is a string, not false, and ``timeout`` must be a finite number of seconds
+above zero; no value is coerced, and every mistake is one line naming the file and the key.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -66,6 +71,7 @@ from harness.netcheck.model import LinkExpectation, link_from_table
 from harness.templates import get_template, render
 
 METHODS = ("insmod", "modprobe")
+WARNING_POLICIES = ("fail", "allow")
 VERDICTS = ("pass", "fail", "crash", "timeout")
 
 
@@ -103,6 +109,10 @@ class Expectations:
     exercise: str = ""
     exercise_output: str = ""
     reload: bool = True
+    #: What a kernel WARNING (WARN_ON, taint W) the module triggers does to the verdict: "fail"
+    #: (default: the step that triggered it fails, the remaining steps still run) or "allow"
+    #: (reported on the step as a finding, the verdict unaffected).
+    warnings: str = "fail"
     #: Network interfaces checked over rtnetlink while loaded, and checked gone after unload.
     links: tuple[LinkExpectation, ...] = ()
 
@@ -148,10 +158,16 @@ class ModuleSpec:
 
 def load_spec(path: Path) -> ModuleSpec:
     """Read and validate one spec file."""
+    if path.exists() and not path.is_file():
+        raise HarnessError(f"{path}: not a regular file (a spec is a TOML file)")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise HarnessError(f"{path}: no such spec file") from None
+    except UnicodeDecodeError as error:
+        raise HarnessError(f"{path}: not UTF-8 (byte {error.start}); TOML files must be UTF-8") from None
+    except OSError as error:
+        raise HarnessError(f"{path}: cannot read the spec file: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise HarnessError(f"{path}: not valid TOML: {error}") from None
     return spec_from_dict(data, origin=str(path), base=path.parent)
@@ -185,14 +201,16 @@ def spec_from_dict(data: dict[str, Any], *, origin: str, base: Path) -> ModuleSp
     )
     load = _table(data.get("load", {}), f"{where} [load]")
     _only(load, {"method", "args", "timeout"}, f"{where} [load]")
-    method = str(load.get("method", "modprobe" if module.debian else "insmod"))
+    method = _string(load.get("method", "modprobe" if module.debian else "insmod"), f"{where} [load] method")
     if method not in METHODS:
         raise HarnessError(f"{where} [load]: method must be one of {', '.join(METHODS)}, not {method!r}")
     expect_data = _table(data.get("expect", {}), f"{where} [expect]")
     expect = _expectations(expect_data, f"{where} [expect]")
     outcome_data = _table(data.get("outcome", {}), f"{where} [outcome]")
     _only(outcome_data, {"verdict", "step", "message"}, f"{where} [outcome]")
-    outcome = Outcome(**{key: str(value) for key, value in outcome_data.items()})
+    outcome = Outcome(
+        **{key: _string(value, f"{where} [outcome] {key}") for key, value in outcome_data.items()}
+    )
     if outcome.verdict not in VERDICTS:
         raise HarnessError(f"{where} [outcome]: verdict must be one of {', '.join(VERDICTS)}")
     kernels = data.get("kernels", [])
@@ -200,11 +218,14 @@ def spec_from_dict(data: dict[str, Any], *, origin: str, base: Path) -> ModuleSp
         module=module,
         origin=origin,
         companions=companions,
-        kernels=tuple(str(k) for k in _list(kernels, where)),
-        build_against=str(data.get("build_against", "same")),
+        kernels=_strings(kernels, f"{where} kernels"),
+        build_against=_string(data.get("build_against", "same"), f"{where} build_against"),
         method=method,
-        args={str(k): _scalar(v) for k, v in _table(load.get("args", {}), f"{where} [load] args").items()},
-        timeout=float(load.get("timeout", 30)),
+        args={
+            str(k): _scalar(v, f"{where} [load] args.{k}")
+            for k, v in _table(load.get("args", {}), f"{where} [load] args").items()
+        },
+        timeout=_seconds(load.get("timeout", 30), f"{where} [load] timeout"),
         expect=expect,
         outcome=outcome,
     )
@@ -216,12 +237,15 @@ def _module_def(data: Any, base: Path, where: str) -> ModuleDef:
     kinds = [key for key in ("template", "source", "debian") if key in table]
     if len(kinds) != 1:
         raise HarnessError(f"{where}: give exactly one of template, source or debian")
+    for key in ("template", "name", "source", "debian"):
+        if key in table:
+            _string(table[key], f"{where} {key}")
     if "debian" in table:
         return ModuleDef(name=str(table.get("name", table["debian"])), debian=str(table["debian"]))
     if "template" in table:
         template = get_template(str(table["template"]))
         name = str(table.get("name", f"kmh_{template.name}"))
-        params = dict(_table(table.get("params", {}), where))
+        params = dict(_table(table.get("params", {}), f"{where} params"))
         try:
             render(template.name, name, params)  # validates the name and every parameter now
         except HarnessError as error:
@@ -240,22 +264,32 @@ def _expectations(data: dict[str, Any], where: str) -> Expectations:
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key in ("params",):
-            values[key] = {str(k): str(_scalar(v)) for k, v in _table(value, f"{where} {key}").items()}
+            values[key] = {
+                str(k): _scalar(v, f"{where} params.{k}") for k, v in _table(value, f"{where} {key}").items()
+            }
         elif key == "holders":
             values[key] = {
-                str(k): tuple(str(x) for x in _list(v, where)) for k, v in _table(value, where).items()
+                str(k): _strings(v, f"{where} holders.{k}")
+                for k, v in _table(value, f"{where} holders").items()
             }
         elif key in ("exercise", "exercise_output"):
-            values[key] = str(value)
+            values[key] = _string(value, f"{where} {key}")
         elif key == "reload":
-            values[key] = bool(value)
+            if not isinstance(value, bool):
+                raise HarnessError(f"{where} reload: must be true or false (unquoted), not {value!r}")
+            values[key] = value
+        elif key == "warnings":
+            if value not in WARNING_POLICIES:
+                allowed = ", ".join(map(repr, WARNING_POLICIES))
+                raise HarnessError(f"{where} warnings: must be one of {allowed}, not {value!r}")
+            values[key] = value
         elif key == "links":
             values[key] = tuple(
                 link_from_table(item, f"{where} links[{index}]")
                 for index, item in enumerate(_list(value, f"{where} links"))
             )
         else:
-            values[key] = tuple(str(item) for item in _list(value, f"{where} {key}"))
+            values[key] = _strings(value, f"{where} {key}")
     for pattern in (
         *values.get("load_dmesg", ()),
         *values.get("unload_dmesg", ()),
@@ -272,7 +306,8 @@ def _module_name_from_kbuild(directory: Path) -> str:
     for name in ("Kbuild", "Makefile"):
         path = directory / name
         if path.is_file():
-            match = re.search(r"obj-m\s*[:+]?=\s*([A-Za-z0-9_-]+)\.o", path.read_text())
+            text = path.read_text(errors="replace")  # only an ASCII pattern is looked for
+            match = re.search(r"obj-m\s*[:+]?=\s*([A-Za-z0-9_-]+)\.o", text)
             if match:
                 return match.group(1).replace("-", "_")
     raise HarnessError(
@@ -302,9 +337,38 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _scalar(value: Any) -> str:
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise HarnessError(f"{where}: must be a string (in quotes), not {value!r}")
+    return value
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise HarnessError(f"{where}: must be a list of strings, not {value!r}")
+    return tuple(_string(item, where) for item in value)
+
+
+def _seconds(value: Any, where: str) -> float:
+    """A duration: a finite number above zero (0, negatives, nan and inf are no timeout at all)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise HarnessError(f"{where}: must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _scalar(value: Any, where: str) -> str:
+    """A module parameter value as the kernel reads it: bools as Y/N, arrays comma-separated."""
+    if isinstance(value, list):
+        return ",".join(_scalar(item, where) for item in value)
     if isinstance(value, bool):
         return "Y" if value else "N"
-    if isinstance(value, list):
-        return ",".join(str(item) for item in value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise HarnessError(f"{where}: must be a finite value, not {value!r}")
+    if not isinstance(value, str | int | float):
+        raise HarnessError(f"{where}: must be a string, number, boolean or list value, not {value!r}")
     return str(value)

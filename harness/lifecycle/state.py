@@ -16,6 +16,8 @@ SECTIONS = ("devices", "misc", "class", "dev", "proc", "kallsyms", "debugfs", "m
 
 #: Taint bits a successful load of an out-of-tree module sets permanently, by letter.
 EXPECTED_TAINT = {"P": 1 << 0, "O": 1 << 12, "E": 1 << 13}
+#: The taint bit a kernel WARNING sets.
+TAINT_WARN = 1 << 9
 TAINT_LETTERS = "PFSRMBUDAWCIOELKXT"
 
 SNAPSHOT_COMMAND = r"""
@@ -31,6 +33,8 @@ echo @@debugfs; find /sys/kernel/debug -maxdepth 2 2>/dev/null
 echo @@modules; cut -d' ' -f1 /proc/modules
 echo @@taint; cat /proc/sys/kernel/tainted
 """
+#: Printed last: a snapshot without it was cut short and must never be diffed.
+END_COMMAND = "echo @@end"
 #: Module symbols only; appended for the snapshot after unload. Reading kallsyms costs ~0.3 s
 #: under TCG, and before the first load every module symbol belongs to a module already loaded.
 KALLSYMS_COMMAND = "echo @@kallsyms; grep -F ']' /proc/kallsyms"
@@ -42,15 +46,19 @@ class Snapshot:
 
     sections: dict[str, frozenset[str]] = field(default_factory=dict)
     taint: int = 0
+    #: True when the output ran to its end marker: only complete snapshots may be compared.
+    complete: bool = True
 
     @classmethod
     def parse(cls, output: str) -> Snapshot:
         sections: dict[str, set[str]] = {name: set() for name in SECTIONS}
         taint = 0
         current = ""
+        seen: set[str] = set()
         for line in output.splitlines():
             if line.startswith("@@"):
                 current = line[2:].strip()
+                seen.add(current)
                 continue
             line = line.strip()
             if not line:
@@ -63,7 +71,8 @@ class Snapshot:
                     sections[current].add(f"{fields[2]} {fields[3]}")
             elif current in sections:
                 sections[current].add(line)
-        return cls({name: frozenset(values) for name, values in sections.items()}, taint)
+        complete = "end" in seen and {"taint", "modules", "devices"} <= seen
+        return cls({name: frozenset(values) for name, values in sections.items()}, taint, complete)
 
 
 @dataclass(frozen=True)
@@ -112,8 +121,15 @@ def _where(section: str) -> str:
     }.get(section, section)
 
 
-def diff(before: Snapshot, after: Snapshot, *, ignore_modules: frozenset[str] = frozenset()) -> StateDiff:
-    """Compare two snapshots; modules in ``ignore_modules`` may legitimately stay loaded."""
+def diff(
+    before: Snapshot,
+    after: Snapshot,
+    *,
+    ignore_modules: frozenset[str] = frozenset(),
+    reported_taint: int = 0,
+) -> StateDiff:
+    """Compare two snapshots; modules in ``ignore_modules`` may legitimately stay loaded, and
+    taint bits in ``reported_taint`` were already reported with their cause (a WARNING's W)."""
     added: dict[str, tuple[str, ...]] = {}
     removed: dict[str, tuple[str, ...]] = {}
     for section in SECTIONS:
@@ -128,7 +144,7 @@ def diff(before: Snapshot, after: Snapshot, *, ignore_modules: frozenset[str] = 
             old = frozenset()
         added[section] = tuple(sorted(new - old))
         removed[section] = tuple(sorted(old - new))
-    allowed = sum(EXPECTED_TAINT.values())
+    allowed = sum(EXPECTED_TAINT.values()) | reported_taint
     appeared = (after.taint & ~before.taint) & ~allowed
     return StateDiff(added, removed, taint_letters(appeared))
 

@@ -50,7 +50,7 @@ def _error_text(error: Exception) -> str:
     """A NetlinkError as 'EINVAL (Invalid argument): <extack message>' when the kernel gave one."""
     code = getattr(error, "code", 0) or 0
     text = f"{errno.errorcode.get(code, code)} ({os.strerror(code)})" if code else repr(error)
-    args = getattr(error, "args", ())
+    args: tuple[object, ...] = getattr(error, "args", ())
     extack = args[1] if len(args) > 1 and args[1] and args[1] != os.strerror(code) else ""
     return f"{text}: {extack}" if extack else text
 
@@ -191,7 +191,8 @@ def main(argv: list[str]) -> int:
     with open(argv[1]) as stream:
         request = json.load(stream)
     phase = request["phase"]
-    report: dict[str, object] = {"phase": phase, "links": [], "error": None}
+    links: list[dict[str, object]] = []
+    report: dict[str, object] = {"phase": phase, "links": links, "error": None}
     try:
         from pyroute2 import IPRoute
 
@@ -199,7 +200,7 @@ def main(argv: list[str]) -> int:
         # ext_ack: the kernel then says why it refused (e.g. "mtu greater than device maximum").
         with IPRoute(ext_ack=True) as ip:
             for want in request["links"]:
-                report["links"].append(check(ip, want).as_dict())  # type: ignore[union-attr]
+                links.append(check(ip, want).as_dict())
     except Exception:  # noqa: BLE001 - every failure goes back to the host as data
         report["error"] = traceback.format_exc()
     json.dump(report, sys.stdout)

@@ -69,6 +69,7 @@ def run_dict(run: ModuleRun) -> dict[str, Any]:
         "name": _text(run_name(run)),
         "module": _text(run.module),
         "kernel": run.kernel,
+        "target": run.target,
         "source": _text(run.source),
         "verdict": run.verdict,
         "duration": round(run.duration, 3),
@@ -94,7 +95,12 @@ def to_json(runs: Sequence[ModuleRun], *, elapsed: float | None = None) -> dict[
             "interrupted": counts.interrupted,
             "ok": counts.ok,
             "duration": round(counts.duration, 3),
+            # The run's wall clock (null when the caller did not measure it) and the sum of the
+            # module × kernel times, which overlap with -j N; duration is the first when known.
+            "wall_clock": round(elapsed, 3) if elapsed is not None else None,
+            "module_time": round(sum(run.duration for run in runs), 3),
             "kernels": sorted({run.kernel for run in runs}),
+            "targets": sorted({run.target for run in runs if run.target}),
             "line": counts.line(),
         },
         "runs": [run_dict(run) for run in runs],

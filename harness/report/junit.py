@@ -5,6 +5,13 @@ Layout: one ``<testsuite>`` per module × kernel whose ``<testcase>``s are its s
 last dot, so a failed run shows up as "hello_kmh › load" under its kernel, and a crash points at
 the exact step that caused it rather than at the module as a whole.
 
+The document is valid against the Jenkins xunit plugin's ``junit-10.xsd`` (the strictest schema
+CI servers apply; ``testsuites`` carries no ``skipped``) and is read by junitparser, xunitparser
+and junit2html (tests/report checks all four). xunitparser merges every suite's properties into
+one table, so property names are qualified by the suite's classname and never repeat. The
+top-level ``time`` is the run's wall clock when the caller measured it: with ``-j N`` the suites
+overlap and their sum overstates it.
+
 Mapping: a failed expectation is a ``<failure>`` (the module is wrong); a crash or timeout is an
 ``<error>`` (the kernel or VM broke underneath the test); a skipped step is ``<skipped/>``.
 The tree is built with ElementTree, never by string pasting, and all text goes through
@@ -37,31 +44,49 @@ def _counts(steps: Sequence[StepResult]) -> dict[str, int]:
     }
 
 
-def build_tree(runs: Sequence[ModuleRun], *, name: str = "kmh") -> ET.ElementTree:
-    """The JUnit document for ``runs`` (exposed for callers that want to embed or merge it)."""
+def build_tree(
+    runs: Sequence[ModuleRun], *, name: str = "kmh", elapsed: float | None = None
+) -> ET.ElementTree:
+    """The JUnit document for ``runs`` (exposed for callers that want to embed or merge it).
+    ``elapsed`` is the run's wall-clock time; without it the top-level time is the suites' sum."""
     root = ET.Element("testsuites", name=name)
-    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    seen: dict[str, int] = {}
     for run in runs:
-        suite = _suite(run)
+        classname = printable(f"kmh.{run.kernel}.{run.module}", keep="")
+        seen[classname] = seen.get(classname, 0) + 1
+        if seen[classname] > 1:  # the same module twice on one kernel: keep names unique
+            classname += f"#{seen[classname]}"
+        suite = _suite(run, classname)
         root.append(suite)
         for key in totals:
             totals[key] += int(suite.get(key, "0"))
     for key, value in totals.items():
         root.set(key, str(value))
-    root.set("time", _seconds(sum(run.duration for run in runs)))
+    root.set("time", _seconds(sum(run.duration for run in runs) if elapsed is None else elapsed))
     return ET.ElementTree(root)
 
 
-def _suite(run: ModuleRun) -> ET.Element:
-    suite = ET.Element("testsuite", name=printable(run_name(run), keep=""))
+def suite_name(run: ModuleRun) -> str:
+    """``hello_kmh on 6.1.0-26-amd64 (bookworm)``: the release and, when known, the target."""
+    return f"{run_name(run)} ({run.target})" if run.target else run_name(run)
+
+
+def _suite(run: ModuleRun, classname: str) -> ET.Element:
+    suite = ET.Element("testsuite", name=printable(suite_name(run), keep=""))
     for key, value in _counts(run.steps).items():
         suite.set(key, str(value))
     suite.set("time", _seconds(run.duration))
     properties = ET.SubElement(suite, "properties")
-    facts = {"module": run.module, "kernel": run.kernel, "source": run.source, "verdict": run.verdict}
-    for key, value in facts.items():
-        ET.SubElement(properties, "property", name=key, value=printable(value, keep=""))
-    classname = printable(f"kmh.{run.kernel}.{run.module}", keep="")
+    facts = {
+        "module": run.module,
+        "kernel": run.kernel,
+        "target": run.target,
+        "source": run.source,
+        "verdict": run.verdict,
+    }
+    for key, fact in facts.items():
+        ET.SubElement(properties, "property", name=f"{classname}.{key}", value=printable(fact, keep=""))
     for step in run.steps:
         suite.append(_case(step, classname))
     return suite
@@ -98,18 +123,20 @@ def _body(step: StepResult) -> str:
     return printable("\n\n".join(part for part in parts if part))
 
 
-def render_junit(runs: Sequence[ModuleRun]) -> str:
+def render_junit(runs: Sequence[ModuleRun], *, elapsed: float | None = None) -> str:
     """The JUnit document as a string (with its XML declaration)."""
-    tree = build_tree(runs)
+    tree = build_tree(runs, elapsed=elapsed)
     ET.indent(tree)
-    return ET.tostring(tree.getroot(), encoding="unicode", xml_declaration=True) + "\n"
+    root = tree.getroot()
+    assert root is not None  # build_tree always makes one
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_junit(runs: Sequence[ModuleRun], path: str | Path) -> Path:
+def write_junit(runs: Sequence[ModuleRun], path: str | Path, *, elapsed: float | None = None) -> Path:
     """Write the JUnit XML report for ``runs`` to ``path`` (UTF-8); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tree = build_tree(runs)
+    tree = build_tree(runs, elapsed=elapsed)
     ET.indent(tree)
     tree.write(path, encoding="utf-8", xml_declaration=True)
     return path

@@ -1,6 +1,7 @@
 """The template catalogue: parameter declarations, validation and rendering of module sources.
 
-The C sources live in ``c_templates/`` beside the package. Use::
+The C sources live in the repository's ``c_templates/`` (inside a wheel: ``harness/_data``; see
+:mod:`harness.resources`). Use::
 
     from harness.templates import render, write_module
     source = write_module("chardev", "mydev", Path("out/mydev"), {"buffer_size": 128})

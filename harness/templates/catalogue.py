@@ -39,7 +39,7 @@ MODES = ("0400", "0440", "0444", "0600", "0640", "0644", "0660", "0664", "0666")
 PARAM_MODES = ("0000", "0400", "0440", "0444", "0600", "0640", "0644", "0660", "0664")
 #: Errors hello's init can return, by errno name (insmod then reports the matching message).
 ERRNOS = ("none", "EPERM", "ENOENT", "EIO", "ENOMEM", "EAGAIN", "EBUSY", "EEXIST", "ENODEV", "EINVAL")
-FAULTS = ("none", "null-deref-init", "bug-exit", "loop-init", "hold-ref", "compile-error")
+FAULTS = ("none", "null-deref-init", "bug-exit", "loop-init", "hold-ref", "compile-error", "warn-init")
 LEAKS = ("none", "chrdev-region", "class", "all")
 #: Ethernet MTU limits the kernel accepts (ETH_MIN_MTU, ETH_MAX_MTU).
 ETH_MIN_MTU, ETH_MAX_MTU = 68, 65535
@@ -147,7 +147,8 @@ _TEMPLATES: tuple[Template, ...] = (
                 "fault",
                 "deliberate defect: null-deref-init (oops in init), bug-exit (BUG() in exit), "
                 "loop-init (init sleeps forever, until insmod is killed), hold-ref (takes a reference on "
-                "itself: rmmod fails 'in use'), compile-error (calls an undeclared function)",
+                "itself: rmmod fails 'in use'), compile-error (calls an undeclared function), warn-init "
+                "(a WARNING in init, which still succeeds)",
                 "none",
                 choices=FAULTS,
             ),
@@ -222,6 +223,13 @@ _TEMPLATES: tuple[Template, ...] = (
             IdentParam("device_name", "name of the /dev node and the /proc/misc entry", MODULE_NAME),
             StringParam("message", "what reading the device returns", "Hello from a misc device\n"),
             _mode("0666", "the /dev node"),
+            ChoiceParam(
+                "leak",
+                "deliberate defect: misc (exit forgets misc_deregister, leaving the kernel's misc list "
+                "pointing into the unloaded module)",
+                "none",
+                choices=("none", "misc"),
+            ),
         ),
     ),
     Template(
@@ -339,6 +347,13 @@ _PRESETS: tuple[_Preset, ...] = (
         "init never returns (sleeps in a loop until insmod gets SIGKILL, then fails -EINTR): timeout",
     ),
     _Preset(
+        "bad_warn_init",
+        "hello",
+        {"fault": "warn-init"},
+        "init triggers a kernel WARNING and succeeds: taint W; the load step fails with the warning's "
+        "source line, the module still unloads cleanly",
+    ),
+    _Preset(
         "bad_hold_ref",
         "hello",
         {"fault": "hold-ref"},
@@ -356,6 +371,13 @@ _PRESETS: tuple[_Preset, ...] = (
         {"leak": "all"},
         "exit forgets unregister_chrdev_region and class_destroy: /proc/devices and /sys/class keep "
         "the name after rmmod, and a second load fails",
+    ),
+    _Preset(
+        "bad_misc_leak",
+        "misc",
+        {"leak": "misc"},
+        "exit forgets misc_deregister: rmmod succeeds, then reading /proc/misc (kmh's own state "
+        "snapshot) walks into the freed module and oopses",
     ),
     _Preset(
         "bad_netdev_leak",

@@ -15,13 +15,13 @@ from pathlib import Path
 import jinja2
 
 from harness.errors import HarnessError
-from harness.paths import REPO_ROOT
+from harness.resources import template_dir
 from harness.templates.catalogue import Template, get_template
 from harness.templates.cvalues import FILTERS, MODULE_NAME_MAX, Ident, emit, ident_problem
 from harness.templates.params import MODULE_NAME, IdentParam
 from harness.templates.source import ModuleSource
 
-TEMPLATE_DIR = REPO_ROOT / "c_templates"
+TEMPLATE_DIR = template_dir()
 
 
 @functools.cache

@@ -10,6 +10,7 @@ Public API (stable; the lifecycle stage, the pytest plugin and the Vagrant backe
         r = vm.run("insmod /tmp/hello.ko", timeout=30)    # -> CommandResult, never raises for
         r.exit_code, r.stdout, r.stderr, r.ok             #    what the command or kernel did
         r.crash                                           # Crash | None: what this command did
+        r.warnings                                        # kernel WARNINGs: findings, not crashes
         vm.dmesg(since=mark)                              # only the kernel lines logged since
         vm.console                                        # the full serial console log
         vm.poisoned, vm.crash                             # after an oops: run() refuses ...
@@ -25,8 +26,13 @@ start from that snapshot in a fraction of a second). ``VM.start()``/``close()`` 
 ``run`` takes a shell string (run by ``/bin/sh -c``, dash; plain words without shell syntax are
 executed directly) or an argv list. Exit codes are the shell's: 128+N when killed by signal N,
 ``NO_EXIT`` (-1) when the command never finished (guest died or hung). Crash kinds: oops, BUG,
-panic, WARNING (reported, does not poison), soft lockup, hung task, timeout. A timed-out command
-is killed (with its whole process group); if that brings it back the VM stays usable.
+panic, soft lockup, hung task, timeout; a WARNING comes back in ``r.warnings`` and does not
+poison. A timed-out command is killed (with its whole process group); if that brings it back
+the VM stays usable. ``vm.lost(since=mark)`` counts kernel log records overwritten unread.
+
+Every backend is a :class:`harness.vm.guest.Guest` over a transport (:mod:`harness.vm.transport`):
+the QEMU agent channel, the Vagrant box's SSH, or the scripted guest of :mod:`harness.vm.fake`
+that the rule tests use. Crash scan, blame and poisoning live only in the guest core.
 
 The interface is :class:`harness.vm.backend.VMBackend`; crash reports come from
 :func:`harness.vm.console.parse_crashes`, which reads console and dmesg text alike.

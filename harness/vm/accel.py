@@ -62,6 +62,12 @@ def record(qemu: str, name: str, reason: str) -> None:
     tmp.replace(_cache_file())
 
 
+def recorded(qemu: str) -> AccelChoice | None:
+    """The decision cached for this host kernel and QEMU binary, if a boot already made one."""
+    cached = _load().get(_host_key(qemu))
+    return AccelChoice(cached["accel"], cached["reason"]) if cached else None
+
+
 def static_kvm_check() -> str | None:
     """Why KVM cannot work here, or None when it may (a trial boot must still confirm)."""
     try:

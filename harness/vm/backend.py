@@ -1,5 +1,8 @@
 """The interface every VM backend implements (QEMU here, Vagrant elsewhere).
 
+Both backends are a :class:`harness.vm.guest.Guest` (the one place that judges crashes, blame
+and poisoning) over their own transport, so the contract below holds for both by construction.
+
 The lifecycle stage drives a guest only through this protocol, so it does not care whether the
 kernel runs in a throwaway QEMU process or a Vagrant box. Contract:
 
@@ -7,7 +10,10 @@ kernel runs in a throwaway QEMU process or a Vagrant box. Contract:
   come back in the :class:`CommandResult`, and a crash the command caused is attached as
   ``result.crash``. It raises :class:`~harness.errors.HarnessError` only when the VM cannot take
   commands (already poisoned, already closed).
-* After a poisoning crash (oops, BUG, panic, lockup, hung task, timeout) ``poisoned`` is True and
+* A WARNING is not a crash: it comes back in ``result.warnings`` and does not poison. A command
+  that times out and is killed is a ``timeout`` crash that does not poison; one the kill does not
+  bring back poisons the VM.
+* After a poisoning crash (oops, BUG, panic, lockup, hung task, stuck command) ``poisoned`` is True and
   ``crash`` tells why; further ``run``/``put`` calls are refused unless ``allow_poisoned=True``
   (to gather evidence from a still-alive guest) or the caller starts a fresh VM with ``restart``.
 * Kernel reports logged while no command runs (a module's timer or work item) are noticed at
@@ -71,6 +77,10 @@ class VMBackend(Protocol):
 
     def dmesg(self, since: LogMark | None = None) -> list[str]:
         """Kernel log lines (``[seconds] message``), only those after ``since`` when given."""
+        ...
+
+    def lost(self, since: LogMark | None = None) -> int:
+        """How many kernel log records after ``since`` were overwritten before they were read."""
         ...
 
     def restart(self) -> None:

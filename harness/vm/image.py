@@ -16,16 +16,18 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ToolMissing
 from harness.kernels.target import KernelTarget
-from harness.paths import REPO_ROOT, cache_root
+from harness.paths import cache_root
+from harness.resources import guest_dir
 from harness.vm import cpio
 from harness.vm.modules import GuestModule, ModuleTree
 
-GUEST_DIR = REPO_ROOT / "vm"
+GUEST_DIR = guest_dir()
 AGENT_SOURCE = GUEST_DIR / "agent" / "kmh-agent.c"
 INIT_SCRIPT = GUEST_DIR / "init"
 
@@ -51,26 +53,33 @@ HOST_PROGRAMS = {
 }
 
 
+#: The Debian package of each host program the image is made from.
+PACKAGES = {"busybox": "busybox-static", "gcc": "gcc", "dash": "dash", "xargs": "findutils"}
+
+
 def _which(tool: str) -> Path:
     found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin:/usr/bin:/bin")
     if not found:
-        raise HarnessError(
-            f"{tool!r} is not installed on this host; the guest image needs it",
-            details="On Debian/Ubuntu: apt-get install busybox-static kmod gcc libc6-dev",
-        )
+        package = PACKAGES.get(tool, "kmod" if tool in ("kmod", "depmod") else "coreutils")
+        raise ToolMissing(tool, package, "the guest image is made from it")
     return Path(found)
 
 
 def _fingerprint(paths: Iterable[Path]) -> str:
-    """A cheap identity for host files: path, size and mtime."""
+    """A cheap identity for host files: path, size and mtime; the guest's own sources (a few KB)
+    by content, so every clone and installed wheel of the same version shares one cached layer."""
     digest = hashlib.sha256(RECIPE_VERSION.encode())
     for path in paths:
+        if path.is_relative_to(GUEST_DIR):
+            content = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest.update(f"{path.relative_to(GUEST_DIR)}:{content};".encode())
+            continue
         st = path.stat()
         digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns};".encode())
     return digest.hexdigest()[:16]
 
 
-def _cached(path: Path, build: callable) -> Path:  # type: ignore[valid-type]
+def _cached(path: Path, build: Callable[[BinaryIO], object]) -> Path:
     """Return PATH, building it first (atomically, so parallel VMs never see half a layer)."""
     if path.is_file():
         return path

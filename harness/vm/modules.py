@@ -2,60 +2,41 @@
 
 The guest needs a few of the target's modules before the harness can talk to it (the virtio
 console, pvpanic). Dependencies come from each module's ``.modinfo`` ``depends=`` field, the same
-data depmod reads, so no modules.dep is needed in the unpacked tree. Compressed modules
-(``.ko.xz``/``.ko.zst``) are decompressed here so the guest can load them with a plain
-``finit_module``.
+data depmod reads, so no modules.dep is needed in the unpacked tree. Module files are read by
+:mod:`harness.elf` (one reader, so both agree on which compressions exist); compressed modules
+are stored decompressed so the guest can load them with a plain ``finit_module``.
 """
 
 from __future__ import annotations
 
-import io
-import lzma
 from dataclasses import dataclass
 from pathlib import Path
 
-from elftools.elf.elffile import ELFFile
-
+from harness.elf.content import MODULE_SUFFIXES, read_content, strip_module_suffix
+from harness.elf.image import ElfImage
+from harness.elf.modinfo import raw_modinfo
 from harness.errors import HarnessError
-
-_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 
 
 def module_name(path: Path) -> str:
     """The module name the kernel uses: file name without suffix, dashes as underscores."""
-    name = path.name
-    for suffix in _SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return name.replace("-", "_")
+    return (strip_module_suffix(path.name) or path.name).replace("-", "_")
 
 
 def read_module(path: Path) -> bytes:
-    """The uncompressed ELF bytes of a module file."""
-    data = path.read_bytes()
-    if path.name.endswith(".xz"):
-        return lzma.decompress(data)
-    if path.name.endswith(".zst"):
-        import subprocess
-
-        return subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
-    if path.name.endswith(".gz"):
-        import gzip
-
-        return gzip.decompress(data)
-    return data
+    """The uncompressed ELF bytes of a module file (read as :mod:`harness.elf` reads it)."""
+    data, _compression = read_content(path)
+    return bytes(data)
 
 
-def modinfo_depends(elf_bytes: bytes) -> list[str]:
+def modinfo_depends(elf_bytes: bytes, path: Path | str = "<module>") -> list[str]:
     """The ``depends=`` list from a module's .modinfo section."""
-    section = ELFFile(io.BytesIO(elf_bytes)).get_section_by_name(".modinfo")
-    if section is None:
+    image = ElfImage(path, elf_bytes)
+    if not image.has(".modinfo"):
         return []
-    for field in section.data().split(b"\0"):
-        if field.startswith(b"depends="):
-            value = field[len(b"depends=") :].decode()
-            return [name.replace("-", "_") for name in value.split(",") if name]
+    for key, value in raw_modinfo(image):
+        if key == b"depends":
+            return [name.replace("-", "_") for name in value.decode().split(",") if name]
     return []
 
 
@@ -75,7 +56,7 @@ class ModuleTree:
         self.modules_dir = modules_dir
         self.paths: dict[str, Path] = {}
         for path in (modules_dir / "kernel").rglob("*.ko*"):
-            if path.name.endswith(_SUFFIXES):
+            if path.name.endswith(MODULE_SUFFIXES):
                 self.paths.setdefault(module_name(path), path)
         self.builtin = self._builtin_names()
 
@@ -105,12 +86,11 @@ class ModuleTree:
                     return
                 raise HarnessError(f"module {name!r} is neither built in nor in {self.modules_dir}")
             data = read_module(path)
-            for dep in modinfo_depends(data):
+            for dep in modinfo_depends(data, path):
                 visit(dep, (*chain, name))
             seen.add(name)
             rel = path.relative_to(self.modules_dir).as_posix()
-            for suffix in (".xz", ".zst", ".gz"):
-                rel = rel.removesuffix(suffix)
+            rel = (strip_module_suffix(rel) or rel) + ".ko"
             ordered.append(GuestModule(name, rel, data))
 
         for name in names:

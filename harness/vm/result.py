@@ -28,8 +28,10 @@ class CommandResult:
     stderr: str = ""
     #: Wall-clock seconds from sending the command to its result.
     duration: float = 0.0
-    #: The kernel trouble this command caused (oops, BUG, panic, WARNING, lockup, hang, timeout).
+    #: The kernel trouble this command caused (oops, BUG, panic, lockup, hang, timeout).
     crash: Crash | None = None
+    #: Kernel WARNINGs the command triggered: findings, not crashes (the kernel went on).
+    warnings: tuple[Crash, ...] = ()
     #: Raw standard output, for binary data.
     stdout_bytes: bytes = field(default=b"", repr=False)
 

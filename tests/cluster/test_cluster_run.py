@@ -27,14 +27,14 @@ from tests.cluster.conftest import WAIT, descendants, wait_gone
 
 pytestmark = pytest.mark.vm
 
-#: A pass, a pass with a device node, a crash, a build failure and a module built for the other
-#: kernel (refused by the pre-boot check): every way a run ends without the cluster failing.
+#: A pass, a pass with a device node, a crash, a build failure and a module whose init fails in
+#: the guest: the ways a run ends, on a healthy cluster.
 SPECS = [
     "modules/hello.toml",
     "modules/chardev.toml",
     "modules/bad/null_deref.toml",
     "modules/bad/compile_error.toml",
-    "modules/bad/wrong_kernel.toml",
+    "modules/bad/init_error.toml",
 ]
 KERNELS = ["bookworm", "bookworm-backports"]
 
@@ -125,9 +125,16 @@ def test_worker_killed_mid_cell_loses_nothing(dask_cluster, local_verdicts, tmp_
     assert not wait_gone(tree, timeout=30)
 
 
-def test_ctrl_c_cancels_and_leaves_no_vm_on_the_workers(dask_cluster):
+def test_ctrl_c_cancels_and_leaves_no_vm_on_the_workers(dask_cluster, tmp_path):
+    report = tmp_path / "report.json"
     kmh = _kmh(
-        "modules/hello.toml", "modules/chardev.toml", "--kernel=bookworm", "--cluster", dask_cluster.address
+        "modules/hello.toml",
+        "modules/chardev.toml",
+        "--kernel=bookworm",
+        "--cluster",
+        dask_cluster.address,
+        "--json",
+        str(report),
     )
     worker = _wait_for_cell(dask_cluster.workers)
     deadline = time.monotonic() + WAIT
@@ -137,6 +144,11 @@ def test_ctrl_c_cancels_and_leaves_no_vm_on_the_workers(dask_cluster):
     kmh.send_signal(signal.SIGINT)
     _out, err = kmh.communicate(timeout=WAIT)
     assert kmh.returncode == 130, err
+    assert "interrupted by SIGINT" in err
+    # The report is written, with every run: those the interruption stopped say so.
+    runs = json.loads(report.read_text())["runs"]
+    assert [run["module"] for run in runs] == ["hello_kmh", "kmh_chardev"]
+    assert "interrupted" in {run["verdict"] for run in runs}
     # Workers stay up, with nothing of the run left under them.
     deadline = time.monotonic() + 30
     while any(descendants(w.pid) for w in dask_cluster.workers):
@@ -224,7 +236,7 @@ def test_scheduler_gone_reports_the_finished_cells(scheduler_only, kernel_61, tm
     thread = threading.Thread(target=lambda: result.append(cluster.execute(plan)))
     thread.start()
     deadline = time.monotonic() + WAIT
-    while not started.exists():
+    while not (started.exists() and cluster.finished_cells):  # one cell back, one running
         assert time.monotonic() < deadline
         time.sleep(0.1)
     scheduler_only.scheduler.send_signal(signal.SIGKILL)

@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from harness.lifecycle.runner import Runner, _qemu_vm, make_plan
+from harness.lifecycle.runner import Runner, make_plan
 from harness.lifecycle.spec import spec_for_template
+from harness.vm.backends import qemu_vm
 
 pytestmark = pytest.mark.vm
 
@@ -19,7 +20,7 @@ def test_two_vms_in_parallel_share_the_work(kernel_61):
     def counting_vm(kernel, debian):  # type: ignore[no-untyped-def]
         with lock:
             booted.append(threading.current_thread().name)
-        return _qemu_vm(kernel, debian)
+        return qemu_vm(kernel, debian)
 
     specs = [spec_for_template("hello", name=f"par_{i}") for i in range(4)]
     specs.insert(1, spec_for_template("bad_null_deref", name="par_crash"))

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.lifecycle.runner import Runner, _qemu_vm, make_plan
+from harness.lifecycle.runner import Runner, make_plan
 from harness.lifecycle.spec import load_spec, spec_for_template
 from harness.paths import REPO_ROOT
+from harness.vm.backends import qemu_vm
 
 pytestmark = pytest.mark.vm
 
@@ -23,7 +24,7 @@ def runs(kernel):  # type: ignore[no-untyped-def]
 
     def spying_vm(kernel, debian, **options):  # type: ignore[no-untyped-def]
         booted.append(options)
-        return _qemu_vm(kernel, debian, **options)
+        return qemu_vm(kernel, debian, **options)
 
     specs = [load_spec(REPO_ROOT / "modules" / name) for name in ("netdev.toml", "bad/netdev_leak.toml")]
     result = Runner(vm_factory=spying_vm).execute(make_plan(specs, [kernel.release]))
@@ -63,7 +64,7 @@ def test_link_specs_boot_with_python_and_others_without(runs, kernel, tmp_path: 
 
     def spying_vm(kernel, debian, **options):  # type: ignore[no-untyped-def]
         booted.append(options)
-        return _qemu_vm(kernel, debian, **options)
+        return qemu_vm(kernel, debian, **options)
 
     (run,) = Runner(vm_factory=spying_vm).execute(make_plan([spec_for_template("hello")], [kernel.release]))
     assert run.verdict == "pass"

@@ -86,7 +86,9 @@ left behind after rmmod:
 
 
 def hello_run() -> ModuleRun:
-    return ModuleRun("hello_kmh", "modules/hello.toml", K61, steps=_passed(*STEPS), duration=1.84)
+    return ModuleRun(
+        "hello_kmh", "modules/hello.toml", K61, target="bookworm", steps=_passed(*STEPS), duration=1.84
+    )
 
 
 def build_failure_run() -> ModuleRun:
@@ -95,7 +97,9 @@ def build_failure_run() -> ModuleRun:
         StepResult("build", "fail", 2.1, "1 error in broken.c", evidence=GCC_DIAGNOSTICS),
         *_skipped("build", "build failed"),
     ]
-    return ModuleRun("broken", "modules/broken.toml", K612, steps=steps, duration=2.3)
+    return ModuleRun(
+        "broken", "modules/broken.toml", K612, target="bookworm-backports", steps=steps, duration=2.3
+    )
 
 
 def check_failure_run() -> ModuleRun:
@@ -109,7 +113,14 @@ def check_failure_run() -> ModuleRun:
         StepResult("check", "fail", 0.05, "cannot load on 6.12.9+bpo-amd64: vermagic mismatch", reasons),
         *_skipped("check", "not loadable: not booted"),
     ]
-    return ModuleRun("wrong_kernel", "modules/wrong_kernel.toml", K612, steps=steps, duration=0.4)
+    return ModuleRun(
+        "wrong_kernel",
+        "modules/wrong_kernel.toml",
+        K612,
+        target="bookworm-backports",
+        steps=steps,
+        duration=0.4,
+    )
 
 
 def crash_run() -> ModuleRun:
@@ -118,7 +129,9 @@ def crash_run() -> ModuleRun:
         StepResult("load", "crash", 0.9, "insmod null_deref.ko crashed the kernel", crash=NULL_DEREF),
         *_skipped("load", "the VM crashed"),
     ]
-    return ModuleRun("null_deref", "modules/null_deref.toml", K61, steps=steps, duration=3.2)
+    return ModuleRun(
+        "null_deref", "modules/null_deref.toml", K61, target="bookworm", steps=steps, duration=3.2
+    )
 
 
 def timeout_run() -> ModuleRun:
@@ -127,7 +140,9 @@ def timeout_run() -> ModuleRun:
         StepResult("load", "timeout", 30.0, "insmod did not return within 30 s", crash=LOOP_TIMEOUT),
         *_skipped("load", "the VM was replaced"),
     ]
-    return ModuleRun("busy_loop", "modules/busy_loop.toml", K612, steps=steps, duration=31.5)
+    return ModuleRun(
+        "busy_loop", "modules/busy_loop.toml", K612, target="bookworm-backports", steps=steps, duration=31.5
+    )
 
 
 def cleanup_failure_run() -> ModuleRun:
@@ -136,7 +151,9 @@ def cleanup_failure_run() -> ModuleRun:
         StepResult("cleanup", "fail", 0.3, "3 things left behind after rmmod", CLEANUP_DIFF),
         StepResult("reload", "fail", 0.2, "insmod failed: Device or resource busy (EBUSY)", "dmesg: -16"),
     ]
-    return ModuleRun("leaky_chrdev", "modules/leaky_chrdev.toml", K61, steps=steps, duration=2.6)
+    return ModuleRun(
+        "leaky_chrdev", "modules/leaky_chrdev.toml", K61, target="bookworm", steps=steps, duration=2.6
+    )
 
 
 @pytest.fixture
@@ -191,4 +208,6 @@ def parsed_crash_run() -> ModuleRun:
         StepResult("unload", "crash", 0.2, "rmmod bug_exit crashed the kernel", SERIAL_CONSOLE, crash=crash),
         *_skipped("unload", "the VM crashed"),
     ]
-    return ModuleRun("bug_exit", "modules/bad/bug_exit.toml", K612, steps=steps, duration=4.0)
+    return ModuleRun(
+        "bug_exit", "modules/bad/bug_exit.toml", K612, target="bookworm-backports", steps=steps, duration=4.0
+    )

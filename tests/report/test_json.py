@@ -6,7 +6,18 @@ import json
 
 from harness.report import to_json, write_json
 
-RUN_KEYS = {"name", "module", "kernel", "source", "verdict", "duration", "failed_step", "message", "steps"}
+RUN_KEYS = {
+    "name",
+    "module",
+    "kernel",
+    "target",
+    "source",
+    "verdict",
+    "duration",
+    "failed_step",
+    "message",
+    "steps",
+}
 STEP_KEYS = {"name", "status", "duration", "message", "evidence", "crash"}
 CRASH_KEYS = {
     "kind",
@@ -41,7 +52,10 @@ def test_summary_block_counts_the_verdicts(runs, tmp_path):
         "interrupted": 0,
         "ok": False,
         "duration": 12.5,
+        "wall_clock": 12.5,
+        "module_time": 41.84,
         "kernels": ["6.1.0-26-amd64", "6.12.9+bpo-amd64"],
+        "targets": ["bookworm", "bookworm-backports"],
         "line": "1 passed, 3 failed, 1 crashed, 1 timed out in 12.5s",
     }
 

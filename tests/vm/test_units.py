@@ -120,7 +120,7 @@ def test_accel_static_check_gives_a_reason_or_a_trial(
 
 
 def test_plain_command_strings_skip_the_shell() -> None:
-    from harness.vm.qemu import _argv
+    from harness.vm.guest import command_argv as _argv
 
     assert _argv("insmod /tmp/x.ko param=1") == ["insmod", "/tmp/x.ko", "param=1"]
     assert _argv(["printf", "%s", "a b"]) == ["printf", "%s", "a b"]

@@ -93,7 +93,8 @@ class GuestConnection:
         or ``sh`` process is spawned in the guest, where every exec is slow under emulation.
         """
         quoted = [shlex.quote(arg) for arg in argv]
-        return self.machine.popen(
+        # plumbum annotates its Popen as text; without text=True the pipes carry bytes.
+        return self.machine.popen(  # type: ignore[return-value]
             quoted, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
 

@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.resources import guest_dir
 
 RUN_DIR = Path("/run/libvirt")
 SOCKETS = {
@@ -50,7 +51,8 @@ def check_daemons() -> None:
     if has_systemd():
         hint = f"start it with: sudo systemctl start {' '.join(missing)}"
     else:
-        hint = "no systemd here: start them with vm/box/setup.sh (or: virtlogd -d; libvirtd -d)"
+        setup = guest_dir() / "box" / "setup.sh"
+        hint = f"no systemd here: start them with bash {setup} (or: virtlogd -d; libvirtd -d)"
     raise HarnessError(f"{names} not running (no answer on {RUN_DIR}); {hint}")
 
 

@@ -15,13 +15,14 @@ from pathlib import Path
 
 from plumbum import ProcessTimedOut, local
 
-from harness.errors import HarnessError
-from harness.paths import REPO_ROOT, cache_root
+from harness.errors import HarnessError, ToolMissing
+from harness.paths import cache_root
+from harness.resources import guest_dir, project_vagrantfile
 
 #: The shipped project Vagrantfile: used as is for every disposable VM, so it is what the tests test.
-PROJECT_VAGRANTFILE = REPO_ROOT / "Vagrantfile"
+PROJECT_VAGRANTFILE = project_vagrantfile()
 #: The box recipe: mmdebstrap hook and the Vagrantfile that goes inside the box.
-BOX_RECIPE_DIR = REPO_ROOT / "vm" / "box"
+BOX_RECIPE_DIR = guest_dir() / "box"
 LIBVIRT_URI = "qemu:///system"
 
 
@@ -50,9 +51,7 @@ def require_tool(name: str, package: str) -> str:
     """The path of NAME, or a HarnessError saying which Debian package provides it."""
     path = shutil.which(name)
     if not path:
-        raise HarnessError(
-            f"'{name}' is not installed; install the Debian package {package} (vm/box/setup.sh does)"
-        )
+        raise ToolMissing(name, package, "the Vagrant backend needs it")
     return path
 
 

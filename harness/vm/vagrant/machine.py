@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import shlex
 import shutil
 import tarfile
 import tempfile
@@ -22,17 +21,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from plumbum import ProcessTimedOut
-
 from harness.errors import HarnessError
 from harness.kernels.unpack import say
 from harness.paths import cache_root
 from harness.vm import accel
-from harness.vm.backend import LogMark
-from harness.vm.console import parse_crashes, primary
-from harness.vm.crash import Crash
-from harness.vm.kmsg import parse_record
-from harness.vm.result import NO_EXIT, CommandResult
+from harness.vm.guest import Guest
 from harness.vm.vagrant import pool
 from harness.vm.vagrant.access import check_qemu_can_reach
 from harness.vm.vagrant.box import Box, box_for
@@ -41,6 +34,7 @@ from harness.vm.vagrant.daemons import check_daemons, kvm_device_mismatch
 from harness.vm.vagrant.env import PROJECT_VAGRANTFILE, vagrant
 from harness.vm.vagrant.keys import check_key_usable
 from harness.vm.vagrant.ports import check_port_free, free_port
+from harness.vm.vagrant.transport import SshTransport
 
 Progress = Callable[[str], None]
 #: Name prefix of each VM's project directory (and so of its libvirt domain).
@@ -53,10 +47,6 @@ GUEST_BUILD_ROOT = "/root/kmh-build"
 DESTROY_TIMEOUT = 180.0
 
 
-def _display(command: str | Sequence[str]) -> str:
-    return command if isinstance(command, str) else shlex.join(command)
-
-
 def libvirt_driver(forced: str | None = None) -> str:
     """``kvm`` where KVM really works (the QEMU backend's cached verdict), else ``qemu`` (TCG)."""
     if forced:
@@ -65,8 +55,12 @@ def libvirt_driver(forced: str | None = None) -> str:
     return "kvm" if accel.choose(qemu).name == "kvm" else "qemu"
 
 
-class VagrantVM:
-    """A booted Vagrant box driven like a remote root shell (see :class:`harness.vm.VMBackend`)."""
+class VagrantVM(Guest):
+    """A booted Vagrant box driven like a remote root shell (see :class:`harness.vm.VMBackend`).
+
+    What a command did to the kernel is judged by the guest core (:class:`Guest`), exactly as for
+    the QEMU backend; only the transport (:class:`SshTransport`) is the box's own.
+    """
 
     def __init__(
         self,
@@ -93,9 +87,8 @@ class VagrantVM:
         self.domain_id: str | None = None
         self.timings: dict[str, float] = {}
         self._ssh: GuestConnection | None = None
-        self._crash: Crash | None = None
-        self._console_seen = 0
         self._driver = driver or "qemu"
+        super().__init__()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -214,20 +207,26 @@ class VagrantVM:
         config = vagrant(["ssh-config"], cwd=self.project, env=self._environment(self._driver), timeout=120)
         target = SshTarget.parse(config)
         self._ssh = GuestConnection(target, self.project / "ssh.sock")
+        self.transport = SshTransport(self._ssh, self.console_path, self._guest_gone)
+        self._reset()
         self.timings["connect"] = round(time.monotonic() - start, 1)
-        self._console_seen = len(self.console)
+
+    def _guest_gone(self) -> bool:
+        """After ssh's own exit code 255: is the domain no longer running?"""
+        return bool(self.domain_id) and pool.domain_state(self.domain_id or "") != "running"
 
     def restart(self) -> None:
         """Destroy this VM and bring up a fresh one with the same settings."""
         self.close()
-        self._crash = None
+        self._reset()
         self.start()
 
     def close(self) -> None:
         """Destroy the VM and remove its project; safe to call twice and after a failed start."""
-        if self._ssh is not None:
-            self._ssh.close()
-            self._ssh = None
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        self._ssh = None
         project, self.project = self.project, None
         if project is None:
             return
@@ -281,113 +280,13 @@ class VagrantVM:
         except OSError:
             return ""
 
-    @property
-    def poisoned(self) -> bool:
-        return self._crash is not None and self._crash.poisons
+    def abort(self) -> None:
+        """Cut the SSH connection at once (the run was interrupted); ``close`` destroys the box."""
+        if self.transport is not None:
+            self.transport.close()
 
-    @property
-    def crash(self) -> Crash | None:
-        return self._crash
-
-    def _connection(self, allow_poisoned: bool) -> GuestConnection:
-        if self._ssh is None:
-            raise HarnessError("the Vagrant VM is not running (closed, or never started)")
-        if self.poisoned and not allow_poisoned:
-            assert self._crash is not None
-            raise HarnessError(f"the VM is poisoned by an earlier {self._crash.summary()}; restart it")
-        return self._ssh
-
-    def run(
-        self,
-        command: str | Sequence[str],
-        *,
-        timeout: float = 60.0,
-        allow_poisoned: bool = False,
-        stdin: bytes | None = None,
-    ) -> CommandResult:
-        """Run COMMAND as root in the guest (a string goes to ``sh -c``); never raises for its outcome."""
-        ssh = self._connection(allow_poisoned)
-        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-        shown = _display(command)
-        start = time.monotonic()
-        crash: Crash | None = None
-        try:
-            code, out, err = self._execute(ssh, argv, timeout, stdin)
-        except ProcessTimedOut:
-            code, out, err = NO_EXIT, b"", b""
-            crash = Crash(
-                kind="timeout", title=f"command did not finish within {timeout:.0f} s", command=shown
-            )
-        duration = time.monotonic() - start
-        found = self._new_console_crash(shown)
-        if found is not None:
-            crash = found
-        if crash is not None and crash.poisons and self._crash is None:
-            self._crash = crash
-        return CommandResult(
-            command=shown,
-            exit_code=code,
-            stdout=out.decode("utf-8", "replace"),
-            stderr=err.decode("utf-8", "replace"),
-            duration=duration,
-            crash=crash,
-            stdout_bytes=out,
-        )
-
-    def _execute(
-        self, ssh: GuestConnection, argv: list[str], timeout: float, stdin: bytes | None
-    ) -> tuple[int, bytes, bytes]:
-        process = ssh.popen(argv)
-        try:
-            out, err = process.communicate(input=stdin, timeout=timeout)
-        except Exception:
-            process.kill()
-            process.wait()
-            raise ProcessTimedOut(f"timed out after {timeout} s", argv) from None
-        code = process.returncode
-        if code == 255 and self._guest_gone():
-            code = NO_EXIT
-        return code, out, err
-
-    def _guest_gone(self) -> bool:
-        """After ssh's own exit code 255: is the domain no longer running?"""
-        return bool(self.domain_id) and pool.domain_state(self.domain_id or "") != "running"
-
-    def _new_console_crash(self, command: str) -> Crash | None:
-        """A crash report printed on the console since the last command, if any."""
-        time.sleep(0.02)  # let the serial line catch up with a command that just returned
-        text = self.console
-        fresh, self._console_seen = text[self._console_seen :], len(text)
-        if not fresh:
-            return None
-        return primary(parse_crashes(fresh, command=command))
-
-    def put(self, local: str | Path, guest_path: str, *, mode: int = 0o644) -> None:
-        """Upload a host file to GUEST_PATH (parents created) over the open connection."""
-        data = Path(local).read_bytes()
-        script = 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"'
-        result = self.run(["/bin/sh", "-c", script, "put", guest_path, f"{mode:o}"], stdin=data, timeout=120)
-        if result.exit_code != 0:
-            raise HarnessError(f"cannot upload {local} to the guest's {guest_path}", details=result.stderr)
-
-    def _kmsg_records(self) -> list[tuple[int, str]]:
-        result = self.run(["dd", "if=/dev/kmsg", "iflag=nonblock", "bs=65536", "status=none"], timeout=30)
-        records = []
-        for line in result.stdout_bytes.split(b"\n"):
-            if line and not line.startswith(b" "):
-                record = parse_record(line)
-                if record is not None:
-                    records.append((record.seq, record.line()))
-        return records
-
-    def mark(self) -> LogMark:
-        """The sequence number of the newest kernel log record."""
-        records = self._kmsg_records()
-        return records[-1][0] if records else -1
-
-    def dmesg(self, since: LogMark | None = None) -> list[str]:
-        """Kernel log lines, only those after SINCE when given."""
-        return [line for seq, line in self._kmsg_records() if since is None or seq > since]
+    def _guest_died(self) -> None:
+        """The box went away under a command; its domain is destroyed by ``close``."""
 
     # -- building inside the box ------------------------------------------------------------
 
