@@ -16,11 +16,12 @@ from harness.lifecycle.runner import Plan
 from harness.lifecycle.spec import ModuleSpec
 
 #: The largest cell, chosen by measurement (``bench/cluster.py``, 20 modules × 2 kernels on 2
-#: one-VM workers, 2 cores under TCG): against the local runner ``-j 2`` cells of 5 cost +15 %,
-#: cells of 10 +2 %, cells of 20 ±0. Each cell pays one kbuild, one VM boot and ~1 s for its
-#: process (≈10 s together here) on top of ~5 s per module, so bigger is cheaper while every
-#: worker has work; above 10 the gain is noise, while a worker lost mid-cell costs a rerun of the
-#: whole cell and the last cell decides when the run ends.
+#: one-VM workers, 2 cores under TCG; README "Scale out on Dask"): against the local runner
+#: ``-j 2`` cells of 5 cost +15 %, cells of 10 +2 %, cells of 20 ±0 in one session, and 10 vs 20
+#: was within the machine's noise in another. Each cell pays one kbuild, one VM boot and
+#: 0.4–1 s for its process on top of the modules, so bigger is cheaper while every worker has
+#: work; above 10 the gain is noise, while a worker lost mid-cell costs a rerun of the whole
+#: cell and more workers need more cells.
 MAX_CELL_SIZE = 10
 
 
