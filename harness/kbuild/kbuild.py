@@ -25,6 +25,7 @@ from pathlib import Path
 
 from plumbum import local
 
+from harness.buildenv import command_for
 from harness.errors import HarnessError
 from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
 from harness.kernels.target import KernelTarget
@@ -58,6 +59,8 @@ class BuildResult:
     modules: list[BuiltModule] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     log: str = ""
+    #: The build environment make ran in: ``host`` or a per-suite one (see harness.buildenv).
+    environment: str = ""
 
     @property
     def ok(self) -> bool:
@@ -95,6 +98,13 @@ def build_modules(
         raise HarnessError(f"kernel {kernel.release} has no headers at {kernel.kbuild_dir}")
     root = (build_root or default_build_root()) / kernel.release
     results = [_prepare(Path(source).resolve(), kernel, root) for source in sources]
+    try:
+        command_for(kernel, ["make"], writable=[root])  # creates the environment once, if missing
+    except HarnessError as error:
+        # This kernel's modules cannot be built; other kernels' results are unaffected.
+        for result in results:
+            result.log = f"no build environment for {kernel.release}: {error.message}\n{error.details}"
+        return results
     pending = list(results)
     rounds = 0
     while pending:
@@ -193,7 +203,10 @@ def _make(
         ]
         if werror:
             arguments.append("KCFLAGS=-Werror")
-        make = local["make"][arguments]
+        argv, environment = command_for(kernel, ["make", *arguments], writable=[root])
+        for result in batch:
+            result.environment = environment
+        make = local[argv[0]][argv[1:]]
         _code, stdout, stderr = make.run(retcode=None)
         log = stdout + stderr
         grouped = parse_diagnostics(log, mapping)

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.kernels.apt import SUITE_GROUPS, AptArchive
-from harness.kernels.debian import parse_spec, resolve
+from harness.kernels.apt import SUITE_GROUPS, DebianArchive
+from harness.kernels.debian import parse_spec, resolve, suites_for_release
 from harness.kernels.target import KernelTarget
-from harness.kernels.unpack import extract_vmlinux, fix_header_paths, say, unpack_debs
+from harness.kernels.unpack import extract_vmlinux, fix_header_paths, normalize_layout, say, unpack_debs
 from harness.paths import cache_root
 
 Progress = Callable[[str], None]
@@ -28,7 +28,7 @@ class KernelStore:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or cache_root() / "kernels"
-        self.archive = AptArchive(self.root.parent / "apt")
+        self.archive = DebianArchive(self.root.parent / "apt")
 
     def list(self) -> list[KernelTarget]:
         """Installed targets, oldest kernel first."""
@@ -64,12 +64,13 @@ class KernelStore:
 
     def add(self, spec: str, *, refresh: bool = False, progress: Progress | None = say) -> KernelTarget:
         """Download and unpack the kernel SPEC names; returns the existing target if already there."""
-        parse_spec(spec)  # reject nonsense before touching the network
+        suite, _ = parse_spec(spec)  # reject nonsense before touching the network
         self.root.mkdir(parents=True, exist_ok=True)
         with self._locked():
             if progress:
-                progress("reading the Debian archive's package lists")
-            self.archive.update(force=refresh)
+                progress(f"reading the Debian archive's {suite or 'kernel'} package lists")
+            if refresh:
+                self.archive.update((suite,) if suite else tuple(suites_for_release(spec)[:1]), force=True)
             packages = resolve(self.archive, spec)
             destination = self.root / packages.release
             if (destination / KernelTarget.METADATA).is_file():
@@ -77,12 +78,13 @@ class KernelStore:
             if progress:
                 names = ", ".join(f"{name} {version}" for name, version in packages.packages)
                 progress(f"downloading {names}")
-            debs = self.archive.download(list(packages.packages))
+            debs = self.archive.view(packages.suite).download(list(packages.packages))
             staging = self.root / f".{packages.release}.partial"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir()
             try:
                 unpack_debs(debs, staging, progress=progress)
+                normalize_layout(staging, packages.release)
                 fix_header_paths(staging, packages.release)
                 target = KernelTarget(
                     release=packages.release,
@@ -91,6 +93,7 @@ class KernelStore:
                     suite=packages.suite,
                     flavour=packages.flavour,
                     packages=tuple(name for name, _ in packages.packages),
+                    toolchain=packages.toolchain,
                 )
                 if progress:
                     progress(f"extracting the uncompressed kernel from {target.vmlinuz.name}")
