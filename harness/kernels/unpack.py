@@ -75,6 +75,13 @@ def fix_header_paths(root: Path, release: str) -> None:
             text,
             flags=re.M,
         )
+        # From 7.x the flavour's Makefile also names itself as the output tree.
+        fixed = re.sub(
+            r"^KBUILD_OUTPUT\s*:?=\s*/usr/src/(\S+)$",
+            r"KBUILD_OUTPUT=$(realpath $(dir $(lastword $(MAKEFILE_LIST)))../\1)",
+            fixed,
+            flags=re.M,
+        )
         makefile.write_text(fixed)
     for link in _absolute_symlinks(root):
         target = Path(os.readlink(link))
