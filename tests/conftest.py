@@ -33,3 +33,19 @@ def kernel_612(kernel_store: KernelStore) -> KernelTarget:
 def kernel(request: pytest.FixtureRequest, kernel_store: KernelStore) -> KernelTarget:
     """Each kernel target in turn: tests using it run once on 6.1 and once on 6.12."""
     return kernel_store.ensure(request.param)
+
+
+#: The kernel matrix: one kernel per API era, each built in its own suite's environment.
+MATRIX = {
+    "bullseye": "5.10",
+    "bookworm": "6.1",
+    "trixie": "6.12",
+    "trixie-backports": "7.3",
+    "sid": "7.2",
+}
+
+
+@pytest.fixture(scope="session", params=list(MATRIX))
+def matrix_kernel(request: pytest.FixtureRequest, kernel_store: KernelStore) -> KernelTarget:
+    """Each kernel of the matrix in turn (added on first use, with its build environment)."""
+    return kernel_store.ensure(request.param)

@@ -118,8 +118,10 @@ def build_modules(
         unfinished = [result for result in pending if result not in built]
         attributed = [result for result in unfinished if result.source_dir in failed]
         if attributed and len(pending) > 1:
-            # The failing modules are final; the others only lost their modpost step.
-            pending = [result for result in unfinished if result not in attributed]
+            # The failing modules are final; the others only lost their modpost step. Modules
+            # that did link stay in the batch: they may export what the others need (5.10's and
+            # 7.x's modpost stop all linking at a GPL-only or undefined-symbol error).
+            pending = [result for result in pending if result not in attributed]
         elif len(pending) > 1:
             # Failure without an owner: build each remaining module alone.
             for result in unfinished:

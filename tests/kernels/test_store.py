@@ -15,8 +15,10 @@ from harness.kernels.debian import parse_spec, resolve
 from harness.kernels.store import KernelStore
 from harness.paths import REPO_ROOT
 
+SPECS = ["buster", "6.1", "linux-image-amd64", "", "bookworm-updates", "bullseye-backports"]
 
-@pytest.mark.parametrize("spec", ["buster", "6.1", "linux-image-amd64", "", "bookworm-updates", "bullseye-backports"])
+
+@pytest.mark.parametrize("spec", SPECS)
 def test_nonsense_specs_are_refused_before_any_download(spec):
     with pytest.raises(HarnessError, match="unknown kernel spec"):
         parse_spec(spec)
