@@ -13,6 +13,7 @@ with the same toolchain share one environment, and a changed toolchain makes a n
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ ENV_SUITES: dict[str, tuple[str, ...]] = {
     "experimental": ("sid", "experimental"),
 }
 HOST = "host"
+#: With ``KMH_BUILDENV=always`` kernels of the host's own release are built in an environment
+#: too (for comparisons, or a host whose toolchain was changed).
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,8 @@ def release_of(suite: str) -> str:
 def recipe_for(kernel: KernelTarget) -> Recipe:
     """The environment KERNEL's kbuild runs in (the host's toolchain only for the host's release)."""
     release = release_of(kernel.suite)
-    if not kernel.suite or release == host_release():
+    isolated = os.environ.get("KMH_BUILDENV") == "always"  # even the host's release in its own
+    if not kernel.suite or (release == host_release() and not isolated):
         return Recipe(release or HOST, (), ())
     if release not in ENV_SUITES:
         raise HarnessError(

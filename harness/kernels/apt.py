@@ -161,17 +161,22 @@ class AptArchive:
         if not force and stamp.exists() and time.time() - stamp.stat().st_mtime < LISTS_MAX_AGE:
             return
         try:
-            output = self._run("apt-get", "update", "-q")
-        except HarnessError as error:
+            code, stdout, stderr = local["apt-get"][(*self._options(), "update", "-q")].run(retcode=None)
+        except FileNotFoundError:
+            raise HarnessError("apt-get is not installed; this needs a Debian system with apt") from None
+        # apt-get update exits 0 when an index cannot be fetched and says so only as a warning.
+        problems = [
+            line
+            for line in (stderr + stdout).splitlines()
+            if line.startswith(("E:", "W:")) and ("fail" in line.lower() or code != 0)
+        ]
+        if code != 0 or problems:
+            reason = problems[0] if problems else f"apt-get update exit code {code}"
             raise HarnessError(
                 f"cannot read the Debian archive's {self.name} package lists "
-                f"({', '.join(host_mirrors())}): {error.message}",
-                details=error.details,
-            ) from None
-        # apt-get update exits 0 when a suite is missing (404) and says so only as a warning.
-        failed = [line for line in output.splitlines() if line.startswith(("W:", "E:")) and "Failed" in line]
-        if failed:
-            raise HarnessError(f"cannot read the Debian archive's {self.name} package lists: {failed[0]}")
+                f"({' '.join(sources_lines(self.suites).split()[2:3])}): {reason}",
+                details=stderr,
+            )
         stamp.touch()
 
     def versions(self, package: str) -> list[PackageVersion]:

@@ -83,7 +83,7 @@ def test_archive_resolution_of_flavours_and_exact_releases(kernel_61):
     assert exact.version == kernel_61.version
     with pytest.raises(HarnessError, match="no Debian kernel 6.1.0-1-amd64; newest releases available: "):
         resolve(archive, "6.1.0-1-amd64")
-    with pytest.raises(HarnessError, match="flavours available: .*cloud-amd64"):
+    with pytest.raises(HarnessError, match="flavours are .*cloud-amd64"):
         resolve(archive, "bookworm:nonsense-amd64")
 
 
