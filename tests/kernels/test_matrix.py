@@ -71,7 +71,20 @@ def test_every_template_builds_warning_free_in_the_kernels_environment(built, ma
         (module,) = result.modules
         info = open_module(module.path).info()
         assert info.vermagic.split()[0] == matrix_kernel.release
-        assert check_loadable(module.path, matrix_kernel, [r.build_dir for r in built]).loadable
+        check = check_loadable(module.path, matrix_kernel, [r.build_dir for r in built])
+        assert check.loadable, check.reasons
+
+
+@pytest.mark.kbuild
+def test_check_says_when_crcs_cannot_be_compared(built, matrix_kernel) -> None:
+    """Debian's 7.x kernels have MODVERSIONS off: every CRC in Module.symvers is 0."""
+    modversions = "CONFIG_MODVERSIONS=y" in matrix_kernel.config.read_text()
+    crcs = {line.split()[0] for line in matrix_kernel.symvers.read_text().splitlines()}
+    assert (crcs == {"0x00000000"}) == (not modversions)
+    assert modversions == (matrix_kernel.major_minor < (7, 0))
+    hello = next(r for r in built if r.source_dir.name == "m_hello").modules[0].path
+    notes = " ".join(check_loadable(hello, matrix_kernel).notes)
+    assert ("CRCs cannot be compared" in notes) == (not modversions)
 
 
 @pytest.mark.kbuild
