@@ -210,7 +210,7 @@ def _make(
             result.environment = environment
         make = local[argv[0]][argv[1:]]
         _code, stdout, stderr = make.run(retcode=None)
-        log = stdout + stderr
+        log = _absolute(stdout + stderr, umbrella, len(batch))
         grouped = parse_diagnostics(log, mapping)
         for result in batch:
             result.diagnostics = grouped.get(result.source_dir, [])
@@ -228,6 +228,14 @@ def _make(
             next(r for r in batch if r.source_dir == source).diagnostics.extend(found)
         failed |= {result.source_dir for result in batch if result.errors}
         return log, failed
+
+
+def _absolute(log: str, umbrella: Path, count: int) -> str:
+    """From 6.13 kbuild builds external modules from inside M= and names their files relative
+    to it (``m0/hello.c:3:1: error``); make those the absolute paths older kbuilds print, which
+    the diagnostics map back to the user's files."""
+    relative = re.compile(rf"(?<![\w./-])(m(?:{'|'.join(str(i) for i in range(count))})/)")
+    return relative.sub(lambda match: f"{umbrella}/{match.group(1)}", log)
 
 
 def _collect(result: BuildResult) -> bool:

@@ -114,3 +114,7 @@ def test_boots_and_loads_a_module_built_in_its_environment(built, matrix_kernel:
         builtin = (matrix_kernel.modules_dir / "modules.builtin").read_text()
         modular = vm.run("cat /proc/modules").stdout
         assert "virtio_pci" in builtin or "virtio_pci" in modular
+    # The first boot saved a snapshot; the next guest of the same configuration restores it.
+    with VM(matrix_kernel) as again:
+        assert again.restored
+        assert again.run("uname -r").stdout.strip() == matrix_kernel.release
