@@ -91,3 +91,30 @@ def test_an_impossible_environment_fails_that_kernels_builds_only(tmp_path, kern
     (fine,) = build_modules([tmp_path / "hello"], kernel_61, build_root=tmp_path / "build")
     assert fine.ok and fine.environment == HOST
     assert not [p for p in EnvironmentStore().root.iterdir() if "partial" in p.name]
+
+
+def test_kernel_list_shows_environments_and_sizes(trixie, kernel_61):
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "kernel", "list"], capture_output=True, text=True, check=True
+    )
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
+    assert result.stdout.split()[:7] == ["RELEASE", "VERSION", "SUITE", "FLAVOUR", "SIZE", "BUILD", "ENV"]
+    trixie_row = rows[trixie.release]
+    assert recipe_for(trixie).name in trixie_row and trixie_row.count("MB") == 2
+    assert HOST in rows[kernel_61.release]
+
+
+def test_environments_no_kernel_uses_are_removed(tmp_path, trixie, kernel_61):
+    store = EnvironmentStore(tmp_path / "envs")
+    used, unused = recipe_for(trixie), Recipe("bullseye", ("bullseye",), ("make",))
+    for recipe in (used, unused):
+        root = tmp_path / "envs" / recipe.name
+        (root / "usr").mkdir(parents=True)
+        (root / "kmh-environment.json").write_text(
+            f'{{"name": "{recipe.name}", "release": "{recipe.release}", "suites": [], "packages": []}}'
+        )
+    (tmp_path / "envs" / f".{unused.name}.partial-1").mkdir()
+    removed = store.remove_unused([trixie, kernel_61])
+    assert [env.name for env in removed] == [unused.name]
+    assert [env.name for env in store.list()] == [used.name]
+    assert sorted(p.name for p in (tmp_path / "envs").iterdir()) == [".lock", used.name]
