@@ -13,6 +13,7 @@ can build: trixie's and newer kbuild programs need a newer glibc than the host's
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from harness.buildenv import EnvironmentStore, recipe_for
 from harness.kbuild import build_modules
+from harness.kernels.debian import resolve
 from harness.kernels.store import KernelStore
 from harness.lifecycle.runner import Runner, make_plan
 from harness.lifecycle.spec import load_spec
@@ -84,9 +86,13 @@ def main() -> None:
             print(
                 f"{suite:<18} {kernel.release:<22} in {environment:<20} {cold:6.1f} s  (again {warm:4.1f} s)"
             )
+        bookworm = kernels["bookworm"]
+        if not bookworm.toolchain:  # a target added before toolchains were recorded
+            toolchain = resolve(store.archive, bookworm.release).toolchain
+            bookworm = dataclasses.replace(bookworm, toolchain=toolchain)
         os.environ["KMH_BUILDENV"] = "always"
         try:
-            elapsed, environment = kbuild(sources, kernels["bookworm"], Path(tmp) / "build-bookworm-env")
+            elapsed, environment = kbuild(sources, bookworm, Path(tmp) / "build-bookworm-env")
         finally:
             del os.environ["KMH_BUILDENV"]
         print(f"{'bookworm':<18} {kernels['bookworm'].release:<22} in {environment:<20} {elapsed:6.1f} s")
