@@ -14,7 +14,6 @@ import pytest
 
 from harness.buildenv import HOST, EnvironmentStore, Recipe, recipe_for
 from harness.buildenv.sandbox import wrap
-from harness.errors import HarnessError
 from harness.kbuild import build_modules
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
@@ -82,12 +81,11 @@ def test_a_killed_creation_is_never_used_and_is_cleaned_up(tmp_path):
 
 def test_an_impossible_environment_fails_that_kernels_builds_only(tmp_path, kernel_61, trixie):
     broken = dataclasses.replace(trixie, toolchain=(*trixie.toolchain, "kmh-no-such-package"))
-    with pytest.raises(HarnessError, match="cannot create the trixie build environment"):
-        EnvironmentStore(tmp_path / "envs").for_kernel(broken)
     write_module("hello", "env_hello", tmp_path / "hello", {})
     (failed,) = build_modules([tmp_path / "hello"], broken, build_root=tmp_path / "build")
     assert not failed.ok
-    assert "no build environment for" in failed.log and "kmh-no-such-package" in failed.log
+    assert "no build environment for" in failed.log
+    assert "cannot create the trixie build environment" in failed.log and "kmh-no-such-package" in failed.log
     (fine,) = build_modules([tmp_path / "hello"], kernel_61, build_root=tmp_path / "build")
     assert fine.ok and fine.environment == HOST
     assert not [p for p in EnvironmentStore().root.iterdir() if "partial" in p.name]
