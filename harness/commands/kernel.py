@@ -12,7 +12,7 @@ from harness.commands.common import format_table
 from harness.commands.group import CommandGroup
 from harness.errors import HarnessError
 from harness.kernels.apt import SUITE_GROUPS
-from harness.kernels.debian import FLAVOURS, search
+from harness.kernels.debian import search
 from harness.kernels.store import KernelStore
 from harness.kernels.unpack import say
 
@@ -113,4 +113,3 @@ def _human(size: int) -> str:
     return f"{size} B"
 
 
-__all__ = ["FLAVOURS", "KernelCommand"]
