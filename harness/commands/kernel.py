@@ -111,5 +111,3 @@ def _human(size: int) -> str:
             return f"{value:.0f} {unit}" if unit != "GB" else f"{value:.1f} GB"
         value /= 1024
     return f"{size} B"
-
-
