@@ -95,6 +95,7 @@ def main() -> None:
             elapsed, environment = kbuild(sources, bookworm, Path(tmp) / "build-bookworm-env")
         finally:
             del os.environ["KMH_BUILDENV"]
+            EnvironmentStore().remove_unused(store.list())  # that bookworm environment is the bench's
         print(f"{'bookworm':<18} {kernels['bookworm'].release:<22} in {environment:<20} {elapsed:6.1f} s")
 
     if args.skip_specs:
