@@ -210,6 +210,8 @@ class Runner:
                     if errors
                     else ""
                 )
+                if not errors and result.log.startswith("no build environment"):
+                    message = result.log.splitlines()[0]  # names the kernel and why
                 self._step(item, StepResult("build", "fail", elapsed, message, evidence))
                 self._finish(item)
             else:
