@@ -42,8 +42,13 @@ APT_PACKAGES = [
     "ca-certificates",
     "python3-venv",
     "locales",  # localedef: output tests compile a strict en_US.UTF-8 locale privately (LOCPATH)
+    "mmdebstrap",  # per-suite build environments (bullseye, trixie, sid toolchains)
+    "bubblewrap",  # entering them: no network, host paths bound at their own paths
+    "chromium",  # the HTML report's test loads it in a real headless browser
 ]
-KERNELS = ["bookworm", "bookworm-backports"]
+#: Kernel targets (and, through 'kmh kernel add', their suites' build environments) the test
+#: suite uses: 5.10, 6.1, 6.12 (bookworm-backports and trixie), 7.3 and 7.2.
+KERNELS = ["bookworm", "bookworm-backports", "bullseye", "trixie", "trixie-backports", "sid"]
 
 
 def say(message: str) -> None:

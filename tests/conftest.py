@@ -69,3 +69,17 @@ def cpu_hogs(request: pytest.FixtureRequest) -> Iterator[int]:
         for hog in hogs:
             hog.kill()
             hog.wait()
+#: The kernel matrix: one kernel per API era, each built in its own suite's environment.
+MATRIX = {
+    "bullseye": "5.10",
+    "bookworm": "6.1",
+    "trixie": "6.12",
+    "trixie-backports": "7.3",
+    "sid": "7.2",
+}
+
+
+@pytest.fixture(scope="session", params=list(MATRIX))
+def matrix_kernel(request: pytest.FixtureRequest, kernel_store: KernelStore) -> KernelTarget:
+    """Each kernel of the matrix in turn (added on first use, with its build environment)."""
+    return kernel_store.ensure(request.param)

@@ -109,6 +109,7 @@ class ClusterRun:
 
     def _record(self, planned: PlannedRun, run: ModuleRun) -> None:
         """``run`` is the final word on ``planned``: store it there and report it, once."""
+        run.target = run.target or planned.run.target  # the kernel as the user named it, client-side
         planned.run = run
         planned.finished = True
         if self.on_step:

@@ -9,9 +9,8 @@ from plumbum import cli
 
 from harness.commands.common import format_table
 from harness.commands.group import CommandGroup
-from harness.kernels.apt import SUITE_GROUPS
 from harness.vm.vagrant.access import blocking_directory
-from harness.vm.vagrant.box import BoxBuilder, remove_box
+from harness.vm.vagrant.box import BOX_SUITES, BoxBuilder, remove_box
 from harness.vm.vagrant.env import vagrant_home
 
 
@@ -25,7 +24,7 @@ class BoxBuild(cli.Application):
     rebuilt only when its kernel or recipe changed, or with --rebuild). Needs root."""
 
     kernel = cli.SwitchAttr(
-        "--kernel", cli.Set(*SUITE_GROUPS), default="bookworm", help="the suite whose kernel the box runs"
+        "--kernel", cli.Set(*BOX_SUITES), default="bookworm", help="the suite whose kernel the box runs"
     )
     rebuild = cli.Flag("--rebuild", help="build again even when the cached box is up to date")
 
@@ -49,7 +48,7 @@ class BoxList(cli.Application):
     """List the boxes kmh built."""
 
     def main(self) -> int:
-        boxes = [box for suite in SUITE_GROUPS if (box := BoxBuilder(suite, progress=None).installed())]
+        boxes = [box for suite in BOX_SUITES if (box := BoxBuilder(suite, progress=None).installed())]
         if not boxes:
             print("no boxes; build one with 'kmh box build'")
             return 0
@@ -64,7 +63,7 @@ class BoxRemove(cli.Application):
     """Remove the box of SUITE from Vagrant and libvirt's storage pool."""
 
     def main(self, suite: str = "bookworm") -> int:
-        if suite not in SUITE_GROUPS:
+        if suite not in BOX_SUITES:
             print(f"kmh box remove: unknown suite {suite!r}", file=sys.stderr)
             return 2
         print(f"removed kmh/{suite}" if remove_box(suite) else f"no box for {suite}")

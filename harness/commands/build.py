@@ -30,6 +30,10 @@ class BuildCommand(cli.Application):
             results = build_modules(
                 [Path(d) for d in directories], kernel, jobs=self.jobs, werror=self.werror
             )
+            environments = sorted({result.environment for result in results if result.environment})
+            if environments:
+                where = "the host's toolchain" if environments == ["host"] else ", ".join(environments)
+                print(f"kmh build: {kernel.release}: built with {where}", file=sys.stderr)
             for result in results:
                 for diagnostic in result.diagnostics:
                     print(diagnostic, file=sys.stderr)

@@ -9,10 +9,19 @@ from pathlib import Path
 from plumbum import cli
 
 from harness.commands.run_options import check_run_options
+from harness.kernels.presets import PRESETS, expand
 from harness.lifecycle.interrupt import Interrupted, interruptible
 from harness.lifecycle.runner import Runner, make_plan
 from harness.lifecycle.spec import ModuleSpec, load_spec, spec_for_directory, spec_for_template
-from harness.report import ProgressPrinter, render_summary, use_color, write_json, write_junit, write_ktap
+from harness.report import (
+    ProgressPrinter,
+    render_summary,
+    use_color,
+    write_html,
+    write_json,
+    write_junit,
+    write_ktap,
+)
 from harness.templates import parse_assignments
 
 
@@ -22,6 +31,12 @@ class RunCommand(cli.Application):
     passes, 1 otherwise."""
 
     kernels = cli.SwitchAttr(["-k", "--kernel"], str, list=True, help="kernel target (repeatable)")
+    preset = cli.SwitchAttr(
+        "--kernels",
+        str,
+        help="a named set of kernels: "
+        + "; ".join(f"{name} = {', '.join(suites)}" for name, suites in PRESETS.items()),
+    )
     jobs = cli.SwitchAttr(["-j", "--jobs"], cli.Range(1, 16), default=1, help="VMs running in parallel")
     templates = cli.SwitchAttr(
         ["-t", "--template"], str, list=True, help="run a template with default expectations"
@@ -32,6 +47,7 @@ class RunCommand(cli.Application):
     junit = cli.SwitchAttr("--junit", str, help="write a JUnit XML report to this file")
     ktap = cli.SwitchAttr("--ktap", str, help="write a KTAP report to this file")
     json = cli.SwitchAttr("--json", str, help="write a JSON report to this file")
+    html = cli.SwitchAttr("--html", str, help="write a self-contained HTML report (module x kernel grid)")
     werror = cli.Flag("--werror", help="treat compiler warnings as errors")
     isolate = cli.Flag("--isolate", help="boot a fresh VM for every module (default: share boots)")
     backend = cli.SwitchAttr(
@@ -44,7 +60,9 @@ class RunCommand(cli.Application):
     )
 
     def main(self, *targets: str) -> int:
-        check_run_options(self.params, self.templates, junit=self.junit, ktap=self.ktap, json=self.json)
+        check_run_options(
+            self.params, self.templates, junit=self.junit, ktap=self.ktap, json=self.json, html=self.html
+        )
         specs: list[ModuleSpec] = []
         for target in targets:
             path = Path(target)
@@ -54,7 +72,8 @@ class RunCommand(cli.Application):
         if not specs:
             print("kmh run: name a spec, a module directory or --template NAME", file=sys.stderr)
             return 2
-        plan = make_plan(specs, self.kernels)
+        kernels = [*(expand(self.preset) if self.preset else ()), *self.kernels]
+        plan = make_plan(specs, kernels)
         if self.dry_run:
             print(plan.describe())
             return 0
@@ -91,6 +110,8 @@ class RunCommand(cli.Application):
             write_ktap(runs, Path(self.ktap))
         if self.json:
             write_json(runs, Path(self.json), elapsed=elapsed)
+        if self.html:
+            write_html(runs, Path(self.html))
         if interrupted is not None:
             return interrupted.exit_code
         return 0 if all(run.verdict == "pass" for run in runs) else 1

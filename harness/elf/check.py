@@ -148,6 +148,12 @@ def check_loadable(
 
     found = _Findings()
     _check_name(info.name, Path(ko_path), kernel, target_tree, found)
+    if not kernel_modversions:
+        # Debian's 7.x kernels are built without MODVERSIONS: every CRC in Module.symvers is 0.
+        found.notes.append(
+            f"{kernel.release} has CONFIG_MODVERSIONS off: symbol CRCs cannot be compared, so an ABI "
+            "change behind an unchanged symbol name goes unnoticed; only the whole vermagic is checked"
+        )
     _check_vermagic(info, kernel_magic, crcs_checked, found)
     _check_versions_present(module.image.has("__versions"), kernel_modversions, config, found)
     if config.get("CONFIG_MODULE_SIG_FORCE") == "y" and info.signature is None:

@@ -36,8 +36,10 @@ def batch_and_blame(results: list[Buildable], make: MakeBatch) -> None:
             return
         attributed = [result for result in unfinished if result.source_dir in blamed]
         if attributed and len(attributed) < len(unfinished):
-            # The blamed modules are final; the others only lost their modpost step.
-            pending = [result for result in unfinished if result not in attributed]
+            # The blamed modules are final; the others only lost their modpost step. Modules
+            # that did link stay in the batch: they may export what the others need (5.10's and
+            # 7.x's modpost stop all linking at a GPL-only or undefined-symbol error).
+            pending = [result for result in pending if result not in attributed]
             continue
         if not attributed:
             # Failure without an owner: build each remaining module alone.

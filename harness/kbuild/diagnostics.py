@@ -18,8 +18,9 @@ DIAGNOSTIC = re.compile(
     r"(?P<severity>fatal error|error|warning|note):\s*(?P<message>.*)$"
 )
 #: modpost's own complaints (undefined or GPL-only symbols), which name the module, not a file.
+#: Before 5.13 a GPL-only symbol in a non-GPL module is ``FATAL: modpost: GPL-incompatible ...``.
 MODPOST = re.compile(
-    r"^(?P<severity>ERROR|WARNING): modpost: (?P<message>.*?(?P<module>[\w-]+)\.ko.*)$", re.M
+    r"^(?P<severity>ERROR|FATAL|WARNING): modpost: (?P<message>.*?(?P<module>[\w-]+)\.ko.*)$", re.M
 )
 #: Lines gcc prints under a diagnostic: the source line and the caret line.
 EXCERPT = re.compile(r"^\s*(\d+\s*)?\|")
@@ -106,7 +107,7 @@ def modpost_diagnostics(log: str, owner_of: Callable[[str], Path | None]) -> dic
         source = owner_of(match.group("module"))
         if source is None:
             continue
-        severity = "error" if match.group("severity") == "ERROR" else "warning"
+        severity = "warning" if match.group("severity") == "WARNING" else "error"
         grouped.setdefault(source, []).append(
             Diagnostic(source / "Kbuild", 0, None, severity, match.group("message"))
         )

@@ -38,6 +38,7 @@ from typing import cast
 from plumbum import local
 from plumbum.commands.base import BoundCommand
 
+from harness.buildenv import HOST, command_for
 from harness.errors import HarnessError, ToolMissing
 from harness.kbuild.batching import batch_and_blame
 from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
@@ -76,6 +77,8 @@ class BuildResult:
     modules: list[BuiltModule] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     log: str = ""
+    #: The build environment make ran in: ``host`` or a per-suite one (see harness.buildenv).
+    environment: str = ""
 
     @property
     def ok(self) -> bool:
@@ -120,6 +123,13 @@ def build_modules(
         if resolved not in unique:
             unique[resolved] = _prepare(resolved, kernel, root)
     results = list(unique.values())
+    try:
+        command_for(kernel, ["make"], writable=[root])  # creates the environment once, if missing
+    except HarnessError as error:
+        # This kernel's modules cannot be built; other kernels' results are unaffected.
+        for result in results:
+            result.log = f"no build environment for {kernel.release}: {error.message}\n{error.details}"
+        return [unique[Path(source).resolve()] for source in sources]
 
     def make(batch: list[BuildResult]) -> set[Path]:
         log, failed = _make(batch, kernel, jobs=jobs, werror=werror, root=root)
@@ -253,9 +263,13 @@ def _make(
         ]
         if werror:
             arguments.append("KCFLAGS=-Werror")
-        log = _run_make(local["make"][arguments])
+        argv, environment = command_for(kernel, ["make", *arguments], writable=[root])
+        for result in batch:
+            result.environment = environment
+        log = _absolute(_run_make(local[argv[0]][argv[1:]]), umbrella, len(batch))
         missing = MISSING_TOOL.search(log)
-        if missing:  # the host lacks a program kbuild runs (gcc-12, pahole...): no module is at fault
+        if missing and environment == HOST:
+            # The host lacks a program kbuild runs (gcc-12, pahole...): no module is at fault.
             tool = missing.group("tool")
             raise ToolMissing(tool, TOOL_PACKAGES.get(tool, tool), f"kbuild for {kernel.release} runs it")
         grouped = parse_diagnostics(log, mapping)
@@ -290,6 +304,14 @@ def _run_make(make: BoundCommand) -> str:
         process.wait()
         raise
     return stdout.decode("utf-8", "replace") + stderr.decode("utf-8", "replace")
+
+
+def _absolute(log: str, umbrella: Path, count: int) -> str:
+    """From 6.13 kbuild builds external modules from inside M= and names their files relative
+    to it (``m0/hello.c:3:1: error``); make those the absolute paths older kbuilds print, which
+    the diagnostics map back to the user's files."""
+    relative = re.compile(rf"(?<![\w./-])(m(?:{'|'.join(str(i) for i in range(count))})/)")
+    return relative.sub(lambda match: f"{umbrella}/{match.group(1)}", log)
 
 
 def _collect(result: BuildResult) -> bool:

@@ -1,9 +1,13 @@
-"""A private view of the Debian archive, through apt's own tools.
+"""Private views of the Debian archive, through apt's own tools.
 
-The harness never touches the host's apt configuration: it keeps its own sources list, package
+The harness never touches the host's apt configuration: it keeps its own sources lists, package
 lists and download directory under the cache, and passes them to ``apt-get``/``apt-cache`` as
-``-o Dir::...`` options. So bookworm-backports need not be enabled system-wide, and nothing is
-installed: packages are only downloaded (``apt-get download``) to be unpacked elsewhere.
+``-o Dir::...`` options. So no suite need be enabled system-wide, and nothing is installed:
+packages are only downloaded (``apt-get download``) to be unpacked elsewhere.
+
+There is one view per suite shorthand (``<cache>/apt/views/<suite>``), each reading only that
+suite's lists, so ``kmh kernel add trixie`` never downloads the package lists of nine suites and
+a suite name in a madison line is unambiguous. Downloaded .debs share one directory.
 
 Every apt command has a wall-clock limit (a silent mirror or a disk that fills up must not leave
 ``kmh kernel add`` waiting forever), and a stalled connection is given up after a minute. A full
@@ -24,11 +28,24 @@ from plumbum.machines import LocalCommand
 
 from harness.errors import HarnessError, ToolMissing
 
-#: Suites the private sources list carries, and what a shorthand SPEC means.
+#: What a shorthand SPEC means: the archive suites its view reads, the first one naming it.
+#: bullseye-backports and buster are gone from the archive.
 SUITE_GROUPS: dict[str, tuple[str, ...]] = {
+    "bullseye": ("bullseye", "bullseye-security"),
     "bookworm": ("bookworm", "bookworm-updates", "bookworm-security"),
     "bookworm-backports": ("bookworm-backports",),
+    "bookworm-security": ("bookworm-security",),
+    "trixie": ("trixie", "trixie-updates", "trixie-security"),
+    "trixie-backports": ("trixie-backports",),
+    "forky": ("forky",),
+    "sid": ("sid",),
+    "experimental": ("experimental",),
 }
+#: Suites whose shorthand means the newest kernel image they carry rather than the one the
+#: ``linux-image-<flavour>`` meta package points at (bookworm-security carries a 6.12 beside
+#: bookworm's 6.1, without a meta package of its own for it).
+NEWEST_IMAGE_SUITES = ("bookworm-security",)
+ARCHITECTURE = "amd64"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
@@ -86,11 +103,17 @@ class PackageVersion:
 class AptArchive:
     """apt-get/apt-cache bound to a private configuration directory."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, suites: tuple[str, ...], *, archives_dir: Path | None = None) -> None:
         self.state_dir = state_dir
+        self.suites = suites
         self.lists_dir = state_dir / "lists"
-        self.archives_dir = state_dir / "archives"
+        self.archives_dir = archives_dir or state_dir / "archives"
         self.sources_list = state_dir / "sources.list"
+
+    @property
+    def name(self) -> str:
+        """The suite shorthand this view serves (its first archive suite)."""
+        return self.suites[0]
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -107,6 +130,11 @@ class AptArchive:
             "Dir::Cache::pkgcache": "",
             "Dir::Cache::srcpkgcache": "",
             "Acquire::Languages": "none",
+            # sid's, forky's and experimental's Release files as some mirrors serve them are past
+            # their Valid-Until date; their signatures still verify.
+            "Acquire::Check-Valid-Until": "false",
+            "APT::Architecture": ARCHITECTURE,
+            "APT::Architectures": ARCHITECTURE,
             "APT::Sandbox::User": "root" if os.geteuid() == 0 else "",
             "Debug::NoLocking": "1",
             # A stalled connection gives up after 60 s (the wall-clock limits bound the rest).
@@ -129,15 +157,7 @@ class AptArchive:
         ):
             folder.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "status").touch()
-        mirror, security = host_mirrors()
-        signed = f"[signed-by={KEYRING}]" if Path(KEYRING).exists() else "[trusted=yes]"
-        lines = [
-            f"deb {signed} {mirror} bookworm main",
-            f"deb {signed} {mirror} bookworm-updates main",
-            f"deb {signed} {mirror} bookworm-backports main",
-            f"deb {signed} {security} bookworm-security main",
-        ]
-        text = "\n".join(lines) + "\n"
+        text = sources_lines(self.suites)
         if not self.sources_list.exists() or self.sources_list.read_text() != text:
             self.sources_list.write_text(text)
 
@@ -173,7 +193,30 @@ class AptArchive:
         stamp = self.state_dir / "updated"
         if not force and stamp.exists() and time.time() - stamp.stat().st_mtime < LISTS_MAX_AGE:
             return
-        self._run("apt-get", "update", "-q", timeout=UPDATE_TIMEOUT)
+        try:
+            code, stdout, stderr = apt_tool("apt-get")[(*self._options(), "update", "-q")].run(
+                retcode=None, timeout=UPDATE_TIMEOUT
+            )
+        except ProcessTimedOut:
+            raise HarnessError(
+                f"apt-get update for {self.name} did not finish within {UPDATE_TIMEOUT:g} s "
+                "(mirror unreachable?)"
+            ) from None
+        if NO_SPACE in stdout + stderr:
+            raise HarnessError(f"apt-get update: out of disk space in {self.state_dir}", details=stderr)
+        # apt-get update exits 0 when an index cannot be fetched and says so only as a warning.
+        problems = [
+            line
+            for line in (stderr + stdout).splitlines()
+            if line.startswith(("E:", "W:")) and ("fail" in line.lower() or code != 0)
+        ]
+        if code != 0 or problems:
+            reason = problems[0] if problems else f"apt-get update exit code {code}"
+            raise HarnessError(
+                f"cannot read the Debian archive's {self.name} package lists "
+                f"({' '.join(sources_lines(self.suites).split()[2:3])}): {reason}",
+                details=stderr,
+            )
         stamp.touch()
 
     def versions(self, package: str) -> list[PackageVersion]:
@@ -213,6 +256,12 @@ class AptArchive:
                     int(installed) * 1024 if installed.isdigit() else 0,
                 )
         return found
+
+    def show_field(self, package: str, version: str, name: str) -> str:
+        """One field of one package version's record (``Installed-Size``, ``Source``, ...)."""
+        output = self._run("apt-cache", "show", f"{package}={version}")
+        match = re.search(rf"^{re.escape(name)}: (.*)$", output, re.M)
+        return match.group(1).strip() if match else ""
 
     def package_names(self, prefix: str) -> list[str]:
         return sorted(self._run("apt-cache", "pkgnames", prefix).split())
@@ -262,3 +311,33 @@ class AptArchive:
         quoted = version.replace(":", "%3a")
         matches = sorted(self.archives_dir.glob(f"{name}_{quoted}_*.deb"))
         return matches[0] if matches else None
+
+
+def sources_lines(suites: tuple[str, ...]) -> str:
+    """A sources.list for SUITES on the host's mirrors (security suites on the security mirror)."""
+    mirror, security = host_mirrors()
+    signed = f"[signed-by={KEYRING}]" if Path(KEYRING).exists() else "[trusted=yes]"
+    lines = [
+        f"deb {signed} {security if suite.endswith('-security') else mirror} {suite} main" for suite in suites
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class DebianArchive:
+    """The per-suite views under one directory, sharing one download directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.archives_dir = state_dir / "archives"
+
+    def view(self, suite: str) -> AptArchive:
+        if suite not in SUITE_GROUPS:
+            raise HarnessError(f"unknown suite {suite!r}; suites: {', '.join(SUITE_GROUPS)}")
+        return AptArchive(
+            self.state_dir / "views" / suite, SUITE_GROUPS[suite], archives_dir=self.archives_dir
+        )
+
+    def update(self, suites: tuple[str, ...] = (), *, force: bool = False) -> None:
+        """Refresh the lists of SUITES (default: none; views refresh themselves when used)."""
+        for suite in suites:
+            self.view(suite).update(force=force)

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import IO
 
 from harness.errors import HarnessError
-from harness.kernels.apt import SUITE_GROUPS, AptArchive
-from harness.kernels.debian import KernelPackages, parse_spec, resolve
+from harness.kernels.apt import SUITE_GROUPS, AptArchive, DebianArchive
+from harness.kernels.debian import KernelPackages, parse_spec, resolve, suites_for_release
 from harness.kernels.target import KernelTarget
-from harness.kernels.unpack import extract_vmlinux, fix_header_paths, say, unpack_debs
+from harness.kernels.unpack import extract_vmlinux, fix_header_paths, normalize_layout, say, unpack_debs
 from harness.paths import cache_root
 
 Progress = Callable[[str], None]
@@ -50,7 +50,7 @@ class KernelStore:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or cache_root() / "kernels"
-        self.archive = AptArchive(self.root.parent / "apt")
+        self.archive = DebianArchive(self.root.parent / "apt")
 
     def list(self) -> list[KernelTarget]:
         """Installed targets, oldest kernel first."""
@@ -94,12 +94,13 @@ class KernelStore:
 
     def add(self, spec: str, *, refresh: bool = False, progress: Progress | None = say) -> KernelTarget:
         """Download and unpack the kernel SPEC names; returns the existing target if already there."""
-        parse_spec(spec)  # reject nonsense before touching the network
+        suite, _ = parse_spec(spec)  # reject nonsense before touching the network
         self.root.mkdir(parents=True, exist_ok=True)
         with self._locked():
             if progress:
-                progress("reading the Debian archive's package lists")
-            self.archive.update(force=refresh)
+                progress(f"reading the Debian archive's {suite or 'kernel'} package lists")
+            if refresh:
+                self.archive.update((suite,) if suite else tuple(suites_for_release(spec)[:1]), force=True)
             packages = resolve(self.archive, spec)
             destination = self.root / packages.release
             if (destination / KernelTarget.METADATA).is_file():
@@ -107,13 +108,15 @@ class KernelStore:
             if progress:
                 names = ", ".join(f"{name} {version}" for name, version in packages.packages)
                 progress(f"downloading {names}")
-            self._check_space(packages)
-            debs = self.archive.download(list(packages.packages))
+            view = self.archive.view(packages.suite)
+            self._check_space(packages, view)
+            debs = view.download(list(packages.packages))
             staging = self.root / f".{packages.release}.partial"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir()
             try:
                 unpack_debs(debs, staging, progress=progress)
+                normalize_layout(staging, packages.release)
                 fix_header_paths(staging, packages.release)
                 target = KernelTarget(
                     release=packages.release,
@@ -122,6 +125,7 @@ class KernelStore:
                     suite=packages.suite,
                     flavour=packages.flavour,
                     packages=tuple(name for name, _ in packages.packages),
+                    toolchain=packages.toolchain,
                 )
                 if progress:
                     progress(f"extracting the uncompressed kernel from {target.vmlinuz.name}")
@@ -139,18 +143,18 @@ class KernelStore:
                 progress(f"kernel {packages.release} ({packages.version}, {packages.suite}) ready")
             return KernelTarget.load(destination)
 
-    def _check_space(self, packages: KernelPackages) -> None:
+    def _check_space(self, packages: KernelPackages, view: AptArchive) -> None:
         """HarnessError when the packages cannot be downloaded and unpacked in the free space."""
         download = unpacked = 0
-        sizes = self.archive.sizes(list(packages.packages))
+        sizes = view.sizes(list(packages.packages))
         for name, version in packages.packages:
             size, installed = sizes.get((name, version), (0, 0))
-            if not self.archive.downloaded(name, version):
+            if not view.downloaded(name, version):
                 download += size
             unpacked += installed
-        self.archive.archives_dir.mkdir(parents=True, exist_ok=True)
+        view.archives_dir.mkdir(parents=True, exist_ok=True)
         needs: dict[int, tuple[Path, int]] = {}
-        for path, amount in ((self.archive.archives_dir, download), (self.root, unpacked + EXTRA_SPACE)):
+        for path, amount in ((view.archives_dir, download), (self.root, unpacked + EXTRA_SPACE)):
             device = os.stat(path).st_dev
             previous = needs.get(device, (path, 0))
             needs[device] = (previous[0], previous[1] + amount)

@@ -28,6 +28,9 @@ class KernelTarget:
     flavour: str = "amd64"
     #: The names of the .deb packages it was made from.
     packages: tuple[str, ...] = field(default=())
+    #: Debian packages a kbuild for this kernel needs besides the target itself (its compiler,
+    #: the libraries of its kbuild programs); a build environment of its suite provides them.
+    toolchain: tuple[str, ...] = field(default=())
 
     @property
     def name(self) -> str:
@@ -88,6 +91,7 @@ class KernelTarget:
             "suite": self.suite,
             "flavour": self.flavour,
             "packages": list(self.packages),
+            "toolchain": list(self.toolchain),
         }
         (self.root / self.METADATA).write_text(json.dumps(data, indent=2) + "\n")
 
@@ -101,4 +105,5 @@ class KernelTarget:
             suite=data.get("suite", ""),
             flavour=data.get("flavour", "amd64"),
             packages=tuple(data.get("packages", ())),
+            toolchain=tuple(data.get("toolchain", ())),
         )

@@ -54,6 +54,32 @@ def unpack_debs(debs: list[Path], root: Path, *, progress=None) -> None:
             ) from None
 
 
+def normalize_layout(root: Path, release: str) -> None:
+    """Give every target the same layout, whatever its packaging: boot/ and lib/modules/.
+
+    Packages from trixie on install merged-/usr paths (``usr/lib/modules/<rel>``), and 7.x's
+    ``linux-binary``/``linux-base`` put vmlinuz, config and System.map into the module directory
+    instead of /boot. Moving them keeps one layout for the build, the checks and the VM.
+    """
+    usr_modules = root / "usr" / "lib" / "modules" / release
+    modules = root / "lib" / "modules" / release
+    if usr_modules.is_dir() and not modules.exists():
+        modules.parent.mkdir(parents=True, exist_ok=True)
+        usr_modules.rename(modules)
+        build = modules / "build"
+        if build.is_symlink() and not os.readlink(build).startswith("/"):
+            # A relative link written for usr/lib/modules: point it at the same headers again.
+            headers = root / "usr" / "src" / f"linux-headers-{release}"
+            build.unlink()
+            build.symlink_to(os.path.relpath(headers, modules))
+    boot = root / "boot"
+    boot.mkdir(exist_ok=True)
+    for name in ("vmlinuz", "config", "System.map"):
+        found = modules / name
+        if found.is_file() and not (boot / f"{name}-{release}").exists():
+            found.rename(boot / f"{name}-{release}")
+
+
 def fix_header_paths(root: Path, release: str) -> None:
     """Make the unpacked headers usable in place (see the module docstring)."""
     makefile = root / "usr" / "src" / f"linux-headers-{release}" / "Makefile"
@@ -63,6 +89,13 @@ def fix_header_paths(root: Path, release: str) -> None:
             r"^include /usr/src/(\S+)$",
             r"include $(realpath $(dir $(lastword $(MAKEFILE_LIST)))../\1)",
             text,
+            flags=re.M,
+        )
+        # From 7.x the flavour's Makefile also names itself as the output tree.
+        fixed = re.sub(
+            r"^KBUILD_OUTPUT\s*:?=\s*/usr/src/(\S+)$",
+            r"KBUILD_OUTPUT=$(realpath $(dir $(lastword $(MAKEFILE_LIST)))../\1)",
+            fixed,
             flags=re.M,
         )
         makefile.write_text(fixed)

@@ -244,12 +244,16 @@ class Runner:
                     if errors
                     else ""
                 )
+                if not errors and result.log.startswith("no build environment"):
+                    message = result.log.splitlines()[0]  # names the kernel and why
                 self._step(item, StepResult("build", "fail", elapsed, message, evidence))
                 self._finish(item)
             else:
                 warnings = sum(len(results[d].warnings) for d in definitions)
                 note = f", {warnings} warning(s)" if warnings else ""
-                message = f"built against {kernel.release}{note}"
+                environment = results[definitions[0]].environment
+                where = f" with {environment}" if environment and environment != "host" else ""
+                message = f"built against {kernel.release}{where}{note}"
                 evidence = "\n".join(str(w) for d in definitions for w in results[d].warnings)
                 self._step(item, StepResult("build", "pass", elapsed, message, evidence))
         return results

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from harness.lifecycle.result import ModuleRun, StepResult
+from harness.report.grid import kernel_count, make_grid
 from harness.report.tally import format_duration, run_name, tally
 from harness.report.text import one_line, printable
 from harness.vm.crash import Crash
@@ -159,12 +160,45 @@ def render_summary(
     run that did not pass, and the count line. ``elapsed`` is the run's wall-clock time (with
     parallel VMs it is less than the summed durations)."""
     parts = [_table(runs, color)]
+    if kernel_count(runs) > 1:
+        parts.append(render_grid(runs, color=color))
     for run in runs:
         if run.verdict != "pass":
             parts.append(_evidence(run, color, max_evidence_lines, max_frames))
     counts = tally(runs, elapsed=elapsed)
     parts.append(paint(counts.line(), "pass" if counts.ok else "fail", color))
     return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def render_grid(runs: Sequence[ModuleRun], *, color: bool = False, reason_width: int = 24) -> str:
+    """Module × kernel: each cell the verdict and, when it did not pass, a short reason."""
+    grid = make_grid(runs)
+    header = ["MODULE", *grid.kernels]
+    body = []
+    for row in grid.rows:
+        cells = [grid.row_label(row)]
+        for kernel in grid.kernels:
+            run = grid.cell(row, kernel)
+            if run is None:
+                cells.append("-")
+                continue
+            reason = failure_note(run, limit=reason_width)
+            cells.append(verdict_word(run.verdict) + (f" {reason}" if reason else ""))
+        body.append(cells)
+    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
+    last = len(header) - 1
+
+    def pad(cell: str, column: int) -> str:
+        return cell if column == last else cell.ljust(widths[column])
+
+    lines = ["  ".join(pad(cell, column) for column, cell in enumerate(header)).rstrip()]
+    for row, cells in zip(grid.rows, body, strict=True):
+        shown = [pad(cells[0], 0)]
+        for column, (kernel, cell) in enumerate(zip(grid.kernels, cells[1:], strict=True), 1):
+            run = grid.cell(row, kernel)
+            shown.append(paint(pad(cell, column), run.verdict, color) if run else pad(cell, column))
+        lines.append("  ".join(shown).rstrip())
+    return "\n".join(lines)
 
 
 def _table(runs: Sequence[ModuleRun], color: bool) -> str:

@@ -88,7 +88,8 @@ PRUNE_GLOBS = (
 def _archive():  # type: ignore[no-untyped-def]
     from harness.kernels.store import KernelStore
 
-    return KernelStore().archive
+    # The guest's userland comes from the host's release (bookworm), like its busybox and kmod.
+    return KernelStore().archive.view("bookworm")
 
 
 def resolve_packages() -> list[tuple[str, str]]:

@@ -15,8 +15,10 @@ from harness.kernels.debian import parse_spec, resolve
 from harness.kernels.store import KernelStore
 from harness.paths import REPO_ROOT
 
+SPECS = ["buster", "6.1", "linux-image-amd64", "", "bookworm-updates", "bullseye-backports"]
 
-@pytest.mark.parametrize("spec", ["sid", "6.1", "linux-image-amd64", "", "bookworm-updates"])
+
+@pytest.mark.parametrize("spec", SPECS)
 def test_nonsense_specs_are_refused_before_any_download(spec):
     with pytest.raises(HarnessError, match="unknown kernel spec"):
         parse_spec(spec)
@@ -81,17 +83,17 @@ def test_archive_resolution_of_flavours_and_exact_releases(kernel_61):
     assert exact.version == kernel_61.version
     with pytest.raises(HarnessError, match="no Debian kernel 6.1.0-1-amd64; newest releases available: "):
         resolve(archive, "6.1.0-1-amd64")
-    with pytest.raises(HarnessError, match="flavours available: .*cloud-amd64"):
+    with pytest.raises(HarnessError, match="flavours are .*cloud-amd64"):
         resolve(archive, "bookworm:nonsense-amd64")
 
 
 def test_cli_user_errors_are_one_line_and_exit_2():
     result = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "kernel", "add", "sid"],
+        [sys.executable, "-m", "harness.cli", "kernel", "add", "buster"],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("kmh: error: unknown kernel spec 'sid'")
+    assert result.stderr.startswith("kmh: error: unknown kernel spec 'buster'")
     assert "Traceback" not in result.stderr

@@ -1,4 +1,5 @@
-"""Every shipped spec in modules/, run for real on 6.1 and 6.12, with the verdict it promises.
+"""Every shipped spec in modules/, run for real on every kernel of the matrix (5.10, 6.1, both
+6.12s, 7.3, 7.2), each built in its own suite's environment, with the verdict it promises.
 
 One Runner per kernel executes all specs together (shared VM boots, replaced after crashes), so
 this is also the test that one bad module never hides the results of the others.
@@ -23,7 +24,10 @@ pytestmark = pytest.mark.vm
 SPEC_FILES = sorted((REPO_ROOT / "modules").rglob("*.toml"))
 
 
-@pytest.fixture(scope="module", params=["bookworm", "bookworm-backports"])
+KERNELS = ["bookworm", "bookworm-backports", "bullseye", "trixie", "trixie-backports", "sid"]
+
+
+@pytest.fixture(scope="module", params=KERNELS)
 def all_runs(request, kernel_61, kernel_612) -> dict[str, tuple[ModuleSpec, ModuleRun]]:
     specs = [load_spec(path) for path in SPEC_FILES]
     plan = make_plan(specs, [request.param])

@@ -29,7 +29,7 @@ from pathlib import Path
 from plumbum import local
 
 from harness.errors import HarnessError
-from harness.kernels.apt import SUITE_GROUPS, host_mirrors
+from harness.kernels.apt import host_mirrors
 from harness.kernels.debian import KernelPackages, resolve
 from harness.kernels.store import KernelStore
 from harness.kernels.unpack import say
@@ -43,6 +43,8 @@ Progress = Callable[[str], None]
 
 #: Bumped when the recipe changes in a way the hashed files do not show.
 RECIPE_VERSION = 1
+#: A box is a bookworm system, so it runs bookworm's kernels (the suite's current one).
+BOX_SUITES = ("bookworm", "bookworm-backports")
 #: What a module developer expects in "a full distribution VM", besides the kernel and headers.
 BOX_PACKAGES = (
     "systemd-sysv",
@@ -103,8 +105,8 @@ class BoxBuilder:
     """Builds (or finds) the box of one Debian suite."""
 
     def __init__(self, suite: str = "bookworm", *, progress: Progress | None = say) -> None:
-        if suite not in SUITE_GROUPS:
-            raise HarnessError(f"unknown suite {suite!r} for a box; use one of: {', '.join(SUITE_GROUPS)}")
+        if suite not in BOX_SUITES:
+            raise HarnessError(f"unknown suite {suite!r} for a box; use one of: {', '.join(BOX_SUITES)}")
         self.suite = suite
         self.name = box_name(suite)
         self.progress = progress or (lambda _message: None)
@@ -286,16 +288,16 @@ def box_for(spec: str, *, progress: Progress | None = say) -> Box:
     a built box runs it (``kmh box build --kernel SUITE`` makes one).
     """
     suite = spec.partition(":")[0]
-    if suite in SUITE_GROUPS:
+    if suite in BOX_SUITES:
         return BoxBuilder(suite, progress=progress).ensure(check_inputs=False)
-    boxes = [box for name in SUITE_GROUPS if (box := BoxBuilder(name, progress=None).installed())]
+    boxes = [box for name in BOX_SUITES if (box := BoxBuilder(name, progress=None).installed())]
     for box in boxes:
         if box.release == spec:
             return box
     have = ", ".join(f"{box.suite} ({box.release})" for box in boxes) or "none yet"
     raise HarnessError(
         f"no Vagrant box runs kernel {spec!r}; boxes run their suite's kernel: {have}. "
-        f"Use a suite ({', '.join(SUITE_GROUPS)}) with the Vagrant backend"
+        f"Use a suite ({', '.join(BOX_SUITES)}) with the Vagrant backend"
     )
 
 

@@ -49,7 +49,10 @@ class SshTransport:
         ssh = self._connection()
         console_start = self._console.size()
         seconds = max(1, int(timeout + 0.999))
-        process = ssh.popen(["timeout", "--verbose", "-s", "KILL", str(seconds), *argv])
+        # Through a shell that cannot exec away: a command killed by a signal then exits 128+N
+        # like anywhere else (ssh itself would turn a remote death-by-signal into its own 255).
+        wrapped = ["/bin/sh", "-c", 'timeout --verbose -s KILL "$@"; exit $?', "sh", str(seconds), *argv]
+        process = ssh.popen(wrapped)
         exchange = Exchange()
         try:
             out, err = process.communicate(input=stdin, timeout=seconds + KILL_GRACE + SSH_SLACK)
