@@ -57,7 +57,9 @@ class RunCommand(cli.Application):
     dry_run = cli.Flag("--dry-run", help="print the plan (module x kernel) and stop")
 
     def main(self, *targets: str) -> int:
-        check_run_options(self.params, self.templates, junit=self.junit, ktap=self.ktap, json=self.json)
+        check_run_options(
+            self.params, self.templates, junit=self.junit, ktap=self.ktap, json=self.json, html=self.html
+        )
         specs: list[ModuleSpec] = []
         for target in targets:
             path = Path(target)
