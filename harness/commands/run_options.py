@@ -13,7 +13,13 @@ from harness.report.destinations import check_report_paths
 
 
 def check_run_options(
-    params: Sequence[str], templates: Sequence[str], *, junit: str | None, ktap: str | None, json: str | None
+    params: Sequence[str],
+    templates: Sequence[str],
+    *,
+    junit: str | None,
+    ktap: str | None,
+    json: str | None,
+    html: str | None = None,
 ) -> None:
     """Raise HarnessError for option combinations and report paths that cannot work."""
     if params and not templates:
@@ -21,4 +27,4 @@ def check_run_options(
             "-p/--param sets parameters of a --template NAME run and there is none; "
             "a spec's parameters go in its [module] params table"
         )
-    check_report_paths({"--junit": junit, "--ktap": ktap, "--json": json})
+    check_report_paths({"--junit": junit, "--ktap": ktap, "--json": json, "--html": html})
