@@ -61,6 +61,9 @@ def test_scheduler_and_two_workers_give_the_local_verdicts(dask_cluster, local_v
     assert _verdicts(runs) == local_verdicts
     assert sorted(seen) == sorted(run.module for run in runs)  # streamed to the callback, once each
     assert len(cluster.finished_cells) == 4 and not cluster.lost_cells
+    # The kernel as the user named it (the matrix report's column) survives the trip too.
+    assert [run.target for run in runs] == [item.run.target for item in _plan().items]
+    assert {run.target for run in runs} == set(KERNELS)
     # The crash report crossed the wire intact (pickled back from the worker).
     crashed = [run for run in runs if run.verdict == "crash"]
     assert len(crashed) == 2 and all(run.crash.module == "kmh_null_deref" for run in crashed)
