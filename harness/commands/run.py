@@ -55,6 +55,9 @@ class RunCommand(cli.Application):
     )
     build_in_vm = cli.Flag("--build-in-vm", help="build inside the guest against its own headers (vagrant)")
     dry_run = cli.Flag("--dry-run", help="print the plan (module x kernel) and stop")
+    cluster = cli.SwitchAttr(
+        "--cluster", str, help="run on the Dask scheduler at tcp://HOST:PORT, or on local[:N] workers"
+    )
 
     def main(self, *targets: str) -> int:
         check_run_options(
@@ -86,9 +89,14 @@ class RunCommand(cli.Application):
                 on_step=progress.step,
                 on_finished=progress.finished,
             )
+            execute = runner.execute
+            if self.cluster:  # Dask is imported only here: the local runner needs none
+                from harness.cluster import cluster_runner
+
+                execute = cluster_runner(self.cluster, runner, backend=str(self.backend)).execute
             try:
                 with interruptible():
-                    runner.execute(plan)
+                    execute(plan)
             except Interrupted as signal:
                 interrupted = signal
         runs = [item.run for item in plan.items]
