@@ -52,22 +52,24 @@ def target_debs(kernel: KernelTarget) -> list[Path]:
     debs = [path for name in kernel.packages for path in archives.glob(f"{name}_{quoted}_*.deb")]
     if len(debs) != len(kernel.packages):
         # The store only keeps what it downloaded; fetch the missing ones once (the real store).
-        debs = KernelStore().archive.download([(n, kernel.version) for n in kernel.packages])
+        debs = KernelStore().archive.view("bookworm").download([(n, kernel.version) for n in kernel.packages])
     return debs
 
 
 def seed_cache(cache: Path, debs: list[Path]) -> None:
-    """A cache with fresh copies of the store's package lists (so no apt update) and DEBS."""
-    source = KernelStore().archive
-    state = cache / "apt"
+    """A cache with fresh copies of the store's bookworm package lists (so no apt update) and DEBS."""
+    source = KernelStore().archive.view("bookworm")
+    source.update()  # the lists exist (and are fresh) in the real store
+    state = cache / "apt" / "views" / "bookworm"
     state.mkdir(parents=True)
     shutil.copytree(source.lists_dir, state / "lists")
     for name in ("sources.list", "status"):
         shutil.copy2(source.state_dir / name, state / name)
     (state / "updated").touch()
-    (state / "archives").mkdir()
+    archives = cache / "apt" / "archives"
+    archives.mkdir()
     for deb in debs:
-        shutil.copy2(deb, state / "archives" / deb.name)
+        shutil.copy2(deb, archives / deb.name)
 
 
 def used_bytes(path: Path) -> int:
@@ -159,7 +161,7 @@ def test_apt_that_never_answers_is_stopped_by_a_time_limit(
     monkeypatch.setenv("KMH_DEBIAN_MIRROR", silent_mirror)
     monkeypatch.setenv("KMH_DEBIAN_SECURITY_MIRROR", silent_mirror + "-security")
     monkeypatch.setattr(apt, "UPDATE_TIMEOUT", 4.0)
-    archive = AptArchive(tmp_path / "apt")
+    archive = AptArchive(tmp_path / "apt", apt.SUITE_GROUPS["bookworm"])
     started = time.monotonic()
     with pytest.raises(HarnessError, match="did not finish within 4 s"):
         archive.update(force=True)
@@ -168,7 +170,7 @@ def test_apt_that_never_answers_is_stopped_by_a_time_limit(
 
 def test_the_archive_knows_every_package_size_in_one_query(kernel_61: KernelTarget) -> None:
     wanted = [(name, kernel_61.version) for name in kernel_61.packages]
-    sizes = KernelStore().archive.sizes(wanted)
+    sizes = KernelStore().archive.view("bookworm").sizes(wanted)
     assert set(sizes) == set(wanted)
     download, unpacked = sizes[(f"linux-image-{kernel_61.release}", kernel_61.version)]
     assert 10 * MIB < download < unpacked
