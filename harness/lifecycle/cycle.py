@@ -240,7 +240,7 @@ class GuestCycle:
             place = where.group("path")
             shown = self.modules.sources.get(warning.module.replace("-", "_"))
             if shown:
-                # kbuild compiled the file as <batch dir>/m<N>/<path in the module's dir>.
+                # kbuild compiled the file as [<batch dir>/]m<N>/<path in the module's dir>.
                 inside = _BATCH_PATH.sub("", place) if _BATCH_PATH.search(place) else Path(place).name
                 place = f"{shown.rstrip('/')}/{inside}"
         func = f" in {warning.function}" if warning.function else ""
@@ -570,8 +570,10 @@ class GuestCycle:
         return StepResult("reload", "pass", message="loaded and unloaded a second time")
 
 
-_WARN_AT = re.compile(r" at (?P<path>\S+?:\d+) ")
-_BATCH_PATH = re.compile(r"^.*/batch-[^/]+/m\d+/")
+#: The source line of a WARNING: "... PID: 91 at /path/x.c:20 func" (to 6.17) or
+#: "WARNING: m0/x.c:19 at func" (6.18 on, relative to the M= directory).
+_WARN_AT = re.compile(r"(?:^WARNING: | at )(?P<path>\S+?:\d+) ")
+_BATCH_PATH = re.compile(r"^(?:.*/batch-[^/]+/)?m\d+/")
 
 
 def _net_crash(step: str, net: NetReport, found: str) -> StepResult:

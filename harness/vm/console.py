@@ -27,6 +27,8 @@ _OPENERS: tuple[tuple[CrashKind, re.Pattern[str]], ...] = (
     ("oops", re.compile(r"^Oops: ")),
     ("BUG", re.compile(r"^BUG: ")),
     ("WARNING", re.compile(r"^WARNING: CPU: \d+ PID: \d+ at ")),
+    # From 6.18 (Debian's 7.x): "WARNING: m0/x.c:19 at func+0x23/0xff0 [mod], CPU#0: insmod/90".
+    ("WARNING", re.compile(r"^WARNING: \S+:\d+ at [\w.$]+\+0x")),
     ("panic", re.compile(r"^Kernel panic - not syncing")),
 )
 

@@ -115,3 +115,12 @@ def test_truncated_report_is_still_reported() -> None:
 def test_strip_prefix() -> None:
     assert strip_prefix("[   12.345678] hello\n") == "hello"
     assert strip_prefix("no prefix") == "no prefix"
+
+
+def test_warning_in_the_6_18_format_is_found() -> None:
+    """Debian's 7.x kernels print "WARNING: m0/x.c:19 at func+0x23/0xff0 [mod], CPU#0: comm/pid"."""
+    crashes = parse_crashes((LOGS / "7.3-warn.log").read_text())
+    assert [c.kind for c in crashes] == ["WARNING"], crashes
+    warning = crashes[0]
+    assert (warning.function, warning.module) == ("kmh_init", "kmh_w7") and not warning.poisons
+    assert warning.title.startswith("WARNING: m0/kmh_w7.c:19 at kmh_init+0x")
