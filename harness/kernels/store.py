@@ -64,8 +64,14 @@ class KernelStore:
 
     def add(self, spec: str, *, refresh: bool = False, progress: Progress | None = say) -> KernelTarget:
         """Download and unpack the kernel SPEC names; returns the existing target if already there."""
-        parse_spec(spec)  # reject nonsense before touching the network
+        suite, flavour = parse_spec(spec)  # reject nonsense before touching the network
         self.root.mkdir(parents=True, exist_ok=True)
+        if suite and flavour == "debug":  # SUITE:debug is built from the suite's source
+            from harness.debugkernel.build import build_debug_target
+
+            with self._locked():
+                self.archive.update(force=refresh)
+            return build_debug_target(self.root, self.archive, suite, progress=progress)
         with self._locked():
             if progress:
                 progress("reading the Debian archive's package lists")

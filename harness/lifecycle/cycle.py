@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.debugkernel.detectors import Detectors, leak_message, target_features
+from harness.debugkernel.kmemleak import describe as describe_leaks
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
 from harness.lifecycle.result import ModuleRun, StepResult, StepStatus
@@ -136,6 +138,8 @@ class GuestCycle:
         self._warnings: list[Crash] = []
         #: Taint bits already reported with their cause (W after a reported WARNING).
         self._reported_taint = 0
+        #: A debug kernel's kmemleak bookkeeping (no-ops on other kernels).
+        self.detectors = Detectors(target_features(release), self._sh, modules.built)
 
     # -- driver ------------------------------------------------------------------------------
 
@@ -223,7 +227,9 @@ class GuestCycle:
         lines = [text, f"kernel taint now: {taint or 'none'}"]
         lines += ["--- report ---", *(line for w in self._warnings for line in w.lines[:EVIDENCE_LINES])]
         evidence = "\n".join(lines)
-        headline = f"kernel WARNING during {step.name}: {self._describe_warning(self._warnings[0])}"
+        first = self._warnings[0]
+        report = "WARNING" if first.kind == "WARNING" else f"{first.kind} report"
+        headline = f"kernel {report} during {step.name}: {self._describe_warning(first)}"
         if step.status == "pass" and self.spec.expect.warnings == "fail":
             step.status, step.message = "fail", headline
             step.evidence = "\n".join(filter(None, [evidence, step.evidence]))
@@ -339,19 +345,24 @@ class GuestCycle:
 
     def _load(self, step: str = "load") -> StepResult:
         self._load_mark = self._mark()
-        for _module, command in self._load_commands():
+        self.detectors.before_load()
+        loaded: list[str] = []
+        for module, command in self._load_commands():
             result = self._sh(command, timeout=self.spec.timeout)
             if result.exit_code != 0:
                 evidence = result.stderr.strip() + "\n" + _tail(self._dmesg(self._load_mark))
-                return StepResult(
-                    step,
-                    "fail",
-                    message=f"{command}: {explain_error(result.stderr)}",
-                    evidence=evidence.strip(),
-                )
+                message = f"{command}: {explain_error(result.stderr)}"
+                leaks = self.detectors.leaks(module)  # what the failed init left behind
+                if leaks:
+                    message += f"; {leak_message(leaks)}"
+                    evidence += "\n--- kmemleak ---\n" + describe_leaks(leaks)
+                    self.reusable = False
+                return StepResult(step, "fail", message=message, evidence=evidence.strip())
+            loaded.append(module)
         entry = self._proc_module(self.spec.name)
         if entry is None:
             return StepResult(step, "fail", message=f"{self.spec.name} is not in /proc/modules after loading")
+        self.detectors.loaded([name for name in loaded if name in self.modules.built])
         return StepResult(step, "pass", message=entry.describe())
 
     def _verify(self) -> StepResult:
@@ -548,6 +559,11 @@ class GuestCycle:
                 evidence = "\n".join(filter(None, [text, problems, net.describe()]))
                 message = (text or problems).splitlines()[0]
                 return StepResult("cleanup", "fail", message=message, evidence=evidence)
+        leaks = self.detectors.leaks(self.spec.name)
+        if leaks:
+            self.reusable = False
+            found = "\n".join(filter(None, [leak_message(leaks), describe_leaks(leaks), text]))
+            return StepResult("cleanup", "fail", message=leak_message(leaks), evidence=found)
         if not changes.clean:
             self.reusable = False
             return StepResult("cleanup", "fail", message=text.splitlines()[0], evidence=text)
