@@ -110,6 +110,13 @@ class KernelStore:
                 progress(f"kernel {packages.release} ({packages.version}, {packages.suite}) ready")
             return KernelTarget.load(destination)
 
+    def add_tree(self, tree: Path, *, progress: Progress | None = say) -> KernelTarget:
+        """A kernel tree the user built, as a target (see :mod:`harness.debugkernel.tree`)."""
+        from harness.debugkernel.tree import add_tree
+
+        with self._locked():
+            return add_tree(self.root, tree, progress=progress)
+
     def remove(self, name: str) -> KernelTarget:
         """Delete one target's tree (its downloaded .debs stay cached)."""
         target = self.get(name)

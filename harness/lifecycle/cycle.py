@@ -29,6 +29,7 @@ from pathlib import Path
 
 from harness.debugkernel.detectors import Detectors, leak_message, target_features
 from harness.debugkernel.kmemleak import describe as describe_leaks
+from harness.debugkernel.kunit import parse_ktap
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
 from harness.lifecycle.result import ModuleRun, StepResult, StepStatus
@@ -171,6 +172,8 @@ class GuestCycle:
                 self._stop = True
             self._judge_warnings(step)
             self._record(step)
+            if name == "load" and step.status == "pass":
+                self._record_kunit()
 
     def _prepare(self) -> None:
         """Install the module and take the "before" snapshot: the guest must be sound for this."""
@@ -364,6 +367,16 @@ class GuestCycle:
             return StepResult(step, "fail", message=f"{self.spec.name} is not in /proc/modules after loading")
         self.detectors.loaded([name for name in loaded if name in self.modules.built])
         return StepResult(step, "pass", message=entry.describe())
+
+    def _record_kunit(self) -> None:
+        """One result per KUnit test case the load ran (KTAP in the kernel log since the load)."""
+        cases = parse_ktap(self._safe_dmesg(self._load_mark))
+        for case in cases:
+            evidence = "\n".join(case.diagnostics)
+            message = f"KUnit {case.name}: {case.status}"
+            if case.status == "fail" and case.diagnostics:
+                message += f": {case.diagnostics[0].lstrip('# ')}"
+            self._record(StepResult(f"kunit {case.name}", case.status, message=message, evidence=evidence))
 
     def _verify(self) -> StepResult:
         expect = self.spec.expect
