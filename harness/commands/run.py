@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,9 @@ class RunCommand(cli.Application):
     )
     build_in_vm = cli.Flag("--build-in-vm", help="build inside the guest against its own headers (vagrant)")
     dry_run = cli.Flag("--dry-run", help="print the plan (module x kernel) and stop")
+    inject_faults = cli.Flag(
+        "--inject-faults", help="fail each allocation of init in turn (debug kernels; spec key inject_faults)"
+    )
 
     def main(self, *targets: str) -> int:
         specs: list[ModuleSpec] = []
@@ -49,6 +53,8 @@ class RunCommand(cli.Application):
         if not specs:
             print("kmh run: name a spec, a module directory or --template NAME", file=sys.stderr)
             return 2
+        if self.inject_faults:
+            specs = [dataclasses.replace(spec, inject_faults=True) for spec in specs]
         plan = make_plan(specs, self.kernels)
         if self.dry_run:
             print(plan.describe())
