@@ -42,7 +42,7 @@ ERRNOS = ("none", "EPERM", "ENOENT", "EIO", "ENOMEM", "EAGAIN", "EBUSY", "EEXIST
 FAULTS = ("none", "null-deref-init", "bug-exit", "loop-init", "hold-ref", "compile-error", "warn-init")
 LEAKS = ("none", "chrdev-region", "class", "all")
 #: The kmem template's deliberate defects: each is silent on a stock kernel, found by a debug one.
-KMEM_BUGS = ("none", "kmalloc-leak", "uaf-exit", "abba", "sleep-atomic", "init-leak")
+KMEM_BUGS = ("none", "kmalloc-leak", "uaf-exit", "abba", "sleep-atomic", "init-leak", "unwind-leak")
 #: Ethernet MTU limits the kernel accepts (ETH_MIN_MTU, ETH_MAX_MTU).
 ETH_MIN_MTU, ETH_MAX_MTU = 68, 65535
 #: An interface name is at most IFNAMSIZ - 1 = 15 bytes: the prefix plus up to two digits.
@@ -170,7 +170,8 @@ _TEMPLATES: tuple[Template, ...] = (
                 "deliberate defect: kmalloc-leak (init drops its only pointer to an allocation), uaf-exit "
                 "(exit reads the buffer it freed), abba (init takes the mutexes B then A too), sleep-atomic "
                 "(a GFP_KERNEL allocation under a spinlock), init-leak (init fails with -ENODEV and its "
-                "unwind forgets the buffer)",
+                "unwind forgets the buffer), unwind-leak (when the second allocation fails, init returns "
+                "without freeing the first: only fault injection finds it)",
                 "none",
                 choices=KMEM_BUGS,
             ),
@@ -454,6 +455,13 @@ _PRESETS: tuple[_Preset, ...] = (
         {"bug": "init-leak"},
         "init fails with -ENODEV and its unwind forgets one kfree: every kernel reports the failed load, "
         "only a debug kernel's kmemleak also names the object the failed init left behind",
+    ),
+    _Preset(
+        "bad_unwind_leak",
+        "kmem",
+        {"bug": "unwind-leak"},
+        "init's error path for its second allocation forgets the first: every normal load is clean; "
+        "fault injection (inject_faults) fails that allocation and kmemleak finds the buffer",
     ),
     _Preset(
         "bad_kunit",
