@@ -275,6 +275,7 @@ def _install(tree: Path, staging: Path, release: str, version: str, suite: str, 
         version=version,
         suite=suite,
         flavour="debug",
+        boot_compressed=True,
         packages=(source,),
     )
     target.save()

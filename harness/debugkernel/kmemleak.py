@@ -55,7 +55,8 @@ class Leak:
 
 _OBJECT = re.compile(r"^unreferenced object (?P<addr>0x[0-9a-f]+) \(size (?P<size>\d+)\):")
 _COMM = re.compile(r'^\s+comm "(?P<comm>[^"]*)"')
-_FRAME = re.compile(r"^\s+\[<[0-9a-f]+>\] (?P<frame>\S+(?: \[[\w-]+\])?)")
+#: ``[<ffffffff...>] func+0x1f/0x53``; the bracketed pointer is hashed or ``(____ptrval____)``.
+_FRAME = re.compile(r"^\s+\[<[^>]*>\] (?P<frame>\S+(?: \[[\w-]+\])?)")
 _RAW = re.compile(r"^0x(?P<addr>[0-9a-f]+)$")
 
 

@@ -28,6 +28,9 @@ class KernelTarget:
     flavour: str = "amd64"
     #: The names of the .deb packages it was made from.
     packages: tuple[str, ...] = field(default=())
+    #: Boot the compressed image (bzImage) rather than vmlinux: for kernels whose PVH entry does
+    #: not come up under QEMU (the small debug config resets before its console is up).
+    boot_compressed: bool = False
 
     @property
     def name(self) -> str:
@@ -46,6 +49,11 @@ class KernelTarget:
         under TCG).
         """
         return self.root / "vmlinux"
+
+    @property
+    def boot_image(self) -> Path:
+        """What QEMU's ``-kernel`` gets: vmlinux (PVH entry, no decompression), or the bzImage."""
+        return self.vmlinuz if self.boot_compressed else self.vmlinux
 
     @property
     def config(self) -> Path:
@@ -89,6 +97,8 @@ class KernelTarget:
             "flavour": self.flavour,
             "packages": list(self.packages),
         }
+        if self.boot_compressed:
+            data["boot_compressed"] = True
         (self.root / self.METADATA).write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
@@ -101,4 +111,5 @@ class KernelTarget:
             suite=data.get("suite", ""),
             flavour=data.get("flavour", "amd64"),
             packages=tuple(data.get("packages", ())),
+            boot_compressed=bool(data.get("boot_compressed", False)),
         )
