@@ -132,10 +132,10 @@ class ModuleLayout:
                         layout.symbols.setdefault(owner, []).append(
                             (symbol["st_value"], symbol["st_size"], symbol.name)
                         )
-        for section, start in placed.items():
-            size = sizes.get(section, 0)
+        for placed_name, start in placed.items():
+            size = sizes.get(placed_name, 0)
             if size:
-                layout.ranges.append((start, start + size, section))
+                layout.ranges.append((start, start + size, placed_name))
         return layout
 
     def name_address(self, address: int) -> str | None:

@@ -90,7 +90,7 @@ class KernelTarget:
 
     def save(self) -> None:
         """Record what the target is, so the store can list it without re-reading packages."""
-        data = {
+        data: dict[str, object] = {
             "release": self.release,
             "version": self.version,
             "suite": self.suite,

@@ -379,7 +379,10 @@ class GuestCycle:
             message = f"KUnit {case.name}: {case.status}"
             if case.status == "fail" and case.diagnostics:
                 message += f": {case.diagnostics[0].lstrip('# ')}"
-            self._record(StepResult(f"kunit {case.name}", case.status, message=message, evidence=evidence))
+            status: StepStatus = "fail" if case.status == "fail" else "pass"
+            if case.status == "skip":
+                status = "skip"
+            self._record(StepResult(f"kunit {case.name}", status, message=message, evidence=evidence))
 
     def _verify(self) -> StepResult:
         expect = self.spec.expect
