@@ -617,7 +617,7 @@ class GuestCycle:
         self.detectors.layouts.clear()  # a failed init is never listed: attributed by its backtrace
         injections: list[faults.Injection] = []
         evidence: list[str] = []
-        outside = 0
+        outside = quiet = 0
         clean = False
         for n in range(1, faults.MAX_ALLOCATIONS + 1):
             self.detectors.before_load()
@@ -629,9 +629,13 @@ class GuestCycle:
             if loaded and self._unload("faults").status != "pass":
                 message = f"allocation #{n}: the module could not be unloaded"
                 return StepResult("faults", "fail", message=message)
-            if frames is None:
-                clean = True  # nothing left to fail: the whole load ran
-                break
+            if frames is None and loaded:
+                quiet += 1  # nothing visibly failed (or a __GFP_NOWARN one the kernel coped with)
+                if quiet >= faults.QUIET_LOADS:
+                    clean = True  # N ran past the load's last allocation
+                    break
+                continue
+            quiet = 0
             if not frame:
                 outside += 1  # the loader's allocation (exec, load_module), not the module's
                 continue
