@@ -41,8 +41,12 @@ class Detectors:
         self.layouts: dict[str, kmemleak.ModuleLayout] = {}
         self._load_started = 0.0
 
-    def before_load(self) -> None:
+    def started(self) -> None:
+        """A load starts now: what it allocates is old enough for kmemleak MIN_AGE later."""
         self._load_started = time.monotonic()
+
+    def before_load(self) -> None:
+        self.started()
         if self.features.kmemleak:
             self.sh(kmemleak.CLEAR_COMMAND, what="kmemleak clear")
 

@@ -29,8 +29,13 @@ FAILSLAB = "/sys/kernel/debug/failslab"
 #: prints the call trace of each forced failure (verbose 2).
 SETUP_COMMAND = (
     f"cd {FAILSLAB} && echo 0 > probability && echo N > ignore-gfp-wait && echo 2 > verbose "
-    "&& echo 0 > verbose_ratelimit_interval_ms && echo -1 > times && echo 0 > task-filter"
+    "&& echo 0 > verbose_ratelimit_interval_ms && echo -1 > times && echo 0 > task-filter "
+    # Each injected failure dumps a stack: to the kernel log (which kmh reads) but not to the
+    # emulated serial console, where ~120 of them cost minutes under TCG.
+    "&& echo 1 > /proc/sys/kernel/printk"
 )
+#: The console log level again afterwards (quiet boot's level: warnings and worse).
+RESTORE_COMMAND = "echo 4 > /proc/sys/kernel/printk"
 #: The kernel's line for an injected failure, followed by a dump_stack.
 FORCED = "FAULT_INJECTION: forcing a failure"
 #: A sweep gives up after this many allocations (a loader path that never reaches init).
@@ -44,8 +49,13 @@ _FRAME = re.compile(r"^\s*(?P<frame>[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mo
 
 
 def insmod_command(n: int, insmod: str) -> str:
-    """INSMOD (a full insmod command) run with its Nth fault-injection point failing."""
-    return f"/bin/sh -c {shlex.quote(f'echo {n} > /proc/self/fail-nth && exec {insmod}')}"
+    """INSMOD (a full kmod insmod command) run with its Nth fault-injection point failing.
+
+    busybox's static insmod is exec'd instead of kmod's: kmod's dynamic loader maps half a dozen
+    libraries first, and every one of those allocations would be one more round of the sweep.
+    """
+    static = insmod.replace("/sbin/insmod ", "/bin/busybox insmod ", 1)
+    return f"/bin/sh -c {shlex.quote(f'echo {n} > /proc/self/fail-nth && exec {static}')}"
 
 
 def injected_frames(lines: list[str]) -> list[str] | None:

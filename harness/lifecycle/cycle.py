@@ -619,8 +619,9 @@ class GuestCycle:
         evidence: list[str] = []
         outside = quiet = 0
         clean = False
+        self.detectors.before_load()  # forget older suspects once; leaks() clears after each scan
         for n in range(1, faults.MAX_ALLOCATIONS + 1):
-            self.detectors.before_load()
+            self.detectors.started()
             mark = self._mark()
             result = self._sh(faults.insmod_command(n, insmod), timeout=self.spec.timeout)
             frames = faults.injected_frames(self._dmesg(mark))
@@ -649,6 +650,7 @@ class GuestCycle:
                 injection.leftovers.append(changes.describe().splitlines()[0])
                 evidence.append(changes.describe())
             injections.append(injection)
+        self._sh(faults.RESTORE_COMMAND, what="restoring the console log level")
         report = [injection.describe() for injection in injections]
         swept = f"{len(injections)} failure(s) injected into init, {outside} into the loader"
         if not clean:
