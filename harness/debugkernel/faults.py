@@ -43,7 +43,7 @@ MAX_ALLOCATIONS = 2000
 #: An allocation made with __GFP_NOWARN fails silently (the kernel prints nothing for it) and
 #: its caller may cope (kvmalloc falls back to vmalloc), so one quiet, successful load does not
 #: prove N ran past the last allocation. This many in a row does: the sweep is over.
-QUIET_LOADS = 10
+QUIET_LOADS = 40
 
 _FRAME = re.compile(r"^\s*(?P<frame>[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?)")
 
