@@ -10,14 +10,13 @@ directory under its final name is always whole; a creation that was killed leave
 from __future__ import annotations
 
 import builtins
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from harness.buildenv.recipe import Recipe, recipe_for
 from harness.errors import HarnessError
 from harness.kernels.apt import ARCHITECTURE, sources_lines
 from harness.kernels.target import KernelTarget
+from harness.locking import exclusive
 from harness.paths import cache_root
 
 Progress = Callable[[str], None]
@@ -173,12 +173,5 @@ class EnvironmentStore:
             seconds=float(data.get("seconds", 0)),
         )
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _locked(self) -> AbstractContextManager[None]:
+        return exclusive(self.root)

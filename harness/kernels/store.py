@@ -22,8 +22,8 @@ import errno
 import fcntl
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO
 
@@ -32,6 +32,7 @@ from harness.kernels.apt import SUITE_GROUPS, AptArchive, DebianArchive
 from harness.kernels.debian import KernelPackages, parse_spec, resolve, suites_for_release
 from harness.kernels.target import KernelTarget
 from harness.kernels.unpack import extract_vmlinux, fix_header_paths, normalize_layout, say, unpack_debs
+from harness.locking import exclusive
 from harness.paths import cache_root
 
 Progress = Callable[[str], None]
@@ -206,12 +207,5 @@ class KernelStore:
             raise HarnessError(f"kernel target {target.release} was removed just now")
         _IN_USE[lock] = handle
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _locked(self) -> AbstractContextManager[None]:
+        return exclusive(self.root)
