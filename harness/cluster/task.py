@@ -10,26 +10,22 @@ either. This module is imported by the workers only; it imports no Dask.
 
 from __future__ import annotations
 
-import ctypes
 import pickle
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.cluster.cells import Cell
 from harness.cluster.execute import CellOptions
 from harness.lifecycle.result import ModuleRun
+from harness.processes import spawn_tied
 
 #: Seconds a cancelled cell gets to close its VMs after SIGTERM before it is killed.
 TERMINATE_GRACE = 10.0
 
-#: Children are started from this one long-lived thread: PR_SET_PDEATHSIG fires when the *thread*
-#: that forked the child exits, and a worker's task threads may come and go.
-_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmh-cell-spawner")
 _lock = threading.Lock()
 _running: dict[str, set[subprocess.Popen[bytes]]] = {}
 _cancelled: set[str] = set()
@@ -53,14 +49,8 @@ def cell_task(cell: Cell, options: CellOptions, run_id: str) -> list[ModuleRun]:
             with _lock:
                 if run_id in _cancelled:
                     raise CellCancelled(cell.key)
-                child = _SPAWNER.submit(
-                    subprocess.Popen,
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,
-                ).result()
+                # SIGTERM, not SIGKILL: the cell closes its VMs when the worker dies.
+                child = spawn_tied(argv, log, death_signal=signal.SIGTERM)
                 _running.setdefault(run_id, set()).add(child)
             try:
                 code = child.wait()
@@ -92,10 +82,3 @@ def cancel_run(run_id: str) -> int:
     return len(children)
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the worker dies, so no cell (and no VM) outlives its worker."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass

@@ -7,23 +7,21 @@ connected channel and the boot's kernel log, and later kills QEMU and removes it
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.kernels.target import KernelTarget
+from harness.processes import spawn_tied
 from harness.vm import image
 from harness.vm.channel import Channel, ChannelClosed, ChannelTimeout
 from harness.vm.kmsg import LogRecord, parse_record
@@ -49,32 +47,6 @@ class Booted:
     console_prefix: str = ""
     restored: bool = False
     seconds: float = 0.0
-
-
-def _die_with_parent() -> None:
-    """In the QEMU child: get SIGKILL if the harness dies, so no guest outlives its host process."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-#: QEMU is started from this one long-lived thread: PR_SET_PDEATHSIG fires when the *thread*
-#: that forked the child exits, so a VM booted in a short-lived worker thread would otherwise be
-#: killed when that thread ends.
-_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmh-qemu-spawner")
-
-
-def _spawn(argv: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    return _SPAWNER.submit(
-        subprocess.Popen,
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
-    ).result()
 
 
 def _reap(proc: subprocess.Popen[bytes] | None, tmpdir: str | None) -> None:
@@ -174,7 +146,7 @@ class QemuLauncher:
             listener.settimeout(0.05)
             started = time.monotonic()
             with (tmp / "qemu.log").open("wb") as log:
-                self.proc = _spawn(argv, log)
+                self.proc = spawn_tied(argv, log)
             self._finalizer = weakref.finalize(self, _reap, self.proc, self.tmpdir)
             deadline = started + (min(timeout, RESTORE_TIMEOUT) if restoring else timeout)
             conn = None
