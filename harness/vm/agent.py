@@ -24,7 +24,6 @@ class AgentTransport:
 
     def __init__(self, channel: Channel, console_path: Path, alive: Callable[[], bool]) -> None:
         self.channel: Channel | None = channel
-        self.console_path = console_path
         self._console = ConsoleFile(console_path)
         self._alive = alive
         #: Records received and not yet handed out by ``drain`` / ``sync`` respectively.
@@ -148,10 +147,7 @@ class AgentTransport:
         return records
 
     def console(self) -> str:
-        try:
-            return self._console_prefix + self.console_path.read_bytes().decode("utf-8", "replace")
-        except OSError:
-            return self._console_prefix
+        return self._console_prefix + self._console.since(0)
 
     def alive(self) -> bool:
         if self.channel is not None:

@@ -34,7 +34,6 @@ class SshTransport:
 
     def __init__(self, ssh: GuestConnection, console_path: Path, gone: Callable[[], bool]) -> None:
         self.ssh: GuestConnection | None = ssh
-        self.console_path = console_path
         self._console = ConsoleFile(console_path)
         self._gone = gone
         self._console_seen = self._console.size()
@@ -102,10 +101,7 @@ class SshTransport:
         return records
 
     def console(self) -> str:
-        try:
-            return self.console_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return self._console.since(0)
 
     def alive(self) -> bool:
         return self.ssh is not None and not self._dead
