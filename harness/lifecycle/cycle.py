@@ -27,6 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.debugkernel import faults
+from harness.debugkernel.detectors import Detectors, leak_message, target_features
+from harness.debugkernel.kmemleak import describe as describe_leaks
+from harness.debugkernel.kunit import parse_ktap
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
 from harness.lifecycle.result import ModuleRun, StepResult, StepStatus
@@ -136,6 +140,8 @@ class GuestCycle:
         self._warnings: list[Crash] = []
         #: Taint bits already reported with their cause (W after a reported WARNING).
         self._reported_taint = 0
+        #: A debug kernel's kmemleak bookkeeping (no-ops on other kernels).
+        self.detectors = Detectors(target_features(release), self._sh, modules.built)
 
     # -- driver ------------------------------------------------------------------------------
 
@@ -149,6 +155,8 @@ class GuestCycle:
             ("cleanup", self._cleanup),
             ("reload", self._reload),
         ]
+        if self.spec.inject_faults:
+            steps.append(("faults", self._faults))
         self._prepare()
         for name, action in steps:
             if self.stopped():
@@ -167,6 +175,8 @@ class GuestCycle:
                 self._stop = True
             self._judge_warnings(step)
             self._record(step)
+            if name == "load" and step.status == "pass":
+                self._record_kunit()
 
     def _prepare(self) -> None:
         """Install the module and take the "before" snapshot: the guest must be sound for this."""
@@ -223,7 +233,9 @@ class GuestCycle:
         lines = [text, f"kernel taint now: {taint or 'none'}"]
         lines += ["--- report ---", *(line for w in self._warnings for line in w.lines[:EVIDENCE_LINES])]
         evidence = "\n".join(lines)
-        headline = f"kernel WARNING during {step.name}: {self._describe_warning(self._warnings[0])}"
+        first = self._warnings[0]
+        report = "WARNING" if first.kind == "WARNING" else f"{first.kind} report"
+        headline = f"kernel {report} during {step.name}: {self._describe_warning(first)}"
         if step.status == "pass" and self.spec.expect.warnings == "fail":
             step.status, step.message = "fail", headline
             step.evidence = "\n".join(filter(None, [evidence, step.evidence]))
@@ -339,20 +351,38 @@ class GuestCycle:
 
     def _load(self, step: str = "load") -> StepResult:
         self._load_mark = self._mark()
-        for _module, command in self._load_commands():
+        self.detectors.before_load()
+        loaded: list[str] = []
+        for module, command in self._load_commands():
             result = self._sh(command, timeout=self.spec.timeout)
             if result.exit_code != 0:
                 evidence = result.stderr.strip() + "\n" + _tail(self._dmesg(self._load_mark))
-                return StepResult(
-                    step,
-                    "fail",
-                    message=f"{command}: {explain_error(result.stderr)}",
-                    evidence=evidence.strip(),
-                )
+                message = f"{command}: {explain_error(result.stderr)}"
+                leaks = self.detectors.leaks(module)  # what the failed init left behind
+                if leaks:
+                    message += f"; {leak_message(leaks)}"
+                    evidence += "\n--- kmemleak ---\n" + describe_leaks(leaks)
+                    self.reusable = False
+                return StepResult(step, "fail", message=message, evidence=evidence.strip())
+            loaded.append(module)
         entry = self._proc_module(self.spec.name)
         if entry is None:
             return StepResult(step, "fail", message=f"{self.spec.name} is not in /proc/modules after loading")
+        self.detectors.loaded([name for name in loaded if name in self.modules.built])
         return StepResult(step, "pass", message=entry.describe())
+
+    def _record_kunit(self) -> None:
+        """One result per KUnit test case the load ran (KTAP in the kernel log since the load)."""
+        cases = parse_ktap(self._safe_dmesg(self._load_mark))
+        for case in cases:
+            evidence = "\n".join(case.diagnostics)
+            message = f"KUnit {case.name}: {case.status}"
+            if case.status == "fail" and case.diagnostics:
+                message += f": {case.diagnostics[0].lstrip('# ')}"
+            status: StepStatus = "fail" if case.status == "fail" else "pass"
+            if case.status == "skip":
+                status = "skip"
+            self._record(StepResult(f"kunit {case.name}", status, message=message, evidence=evidence))
 
     def _verify(self) -> StepResult:
         expect = self.spec.expect
@@ -548,6 +578,11 @@ class GuestCycle:
                 evidence = "\n".join(filter(None, [text, problems, net.describe()]))
                 message = (text or problems).splitlines()[0]
                 return StepResult("cleanup", "fail", message=message, evidence=evidence)
+        leaks = self.detectors.leaks(self.spec.name)
+        if leaks:
+            self.reusable = False
+            found = "\n".join(filter(None, [leak_message(leaks), describe_leaks(leaks), text]))
+            return StepResult("cleanup", "fail", message=leak_message(leaks), evidence=found)
         if not changes.clean:
             self.reusable = False
             return StepResult("cleanup", "fail", message=text.splitlines()[0], evidence=text)
@@ -568,6 +603,69 @@ class GuestCycle:
         if unloaded.status != "pass":
             return unloaded
         return StepResult("reload", "pass", message="loaded and unloaded a second time")
+
+
+    def _faults(self) -> StepResult:
+        """Fail the 1st, 2nd, ... allocation of a load until init runs clean (failslab, fail-nth);
+        after each failure injected into the module's init, check it left nothing behind."""
+        if not self.detectors.features.failslab:
+            return StepResult(
+                "faults", "skip", message="fault injection needs failslab (--kernel bookworm:debug)"
+            )
+        self._sh(faults.SETUP_COMMAND, what="setting up failslab")
+        insmod = self._load_commands()[-1][1]
+        self.detectors.layouts.clear()  # a failed init is never listed: attributed by its backtrace
+        injections: list[faults.Injection] = []
+        evidence: list[str] = []
+        outside = quiet = 0
+        clean = False
+        self.detectors.before_load()  # forget older suspects once; leaks() clears after each scan
+        for n in range(1, faults.MAX_ALLOCATIONS + 1):
+            self.detectors.started()
+            mark = self._mark()
+            result = self._sh(faults.insmod_command(n, insmod), timeout=self.spec.timeout)
+            frames = faults.injected_frames(self._dmesg(mark))
+            loaded = result.exit_code == 0
+            frame = faults.module_frame(frames or [], set(self.modules.built))
+            if loaded and self._unload("faults").status != "pass":
+                message = f"allocation #{n}: the module could not be unloaded"
+                return StepResult("faults", "fail", message=message)
+            if frames is None and loaded:
+                quiet += 1  # nothing visibly failed (or a __GFP_NOWARN one the kernel coped with)
+                if quiet >= faults.QUIET_LOADS:
+                    clean = True  # N ran past the load's last allocation
+                    break
+                continue
+            quiet = 0
+            if not frame:
+                outside += 1  # the loader's allocation (exec, load_module), not the module's
+                continue
+            injection = faults.Injection(n, frame, "" if loaded else explain_error(result.stderr))
+            leaks = self.detectors.leaks(self.spec.name)
+            if leaks:
+                injection.leftovers.append(leak_message(leaks))
+                evidence.append(describe_leaks(leaks))
+            changes = diff(self._before, self._snapshot(), reported_taint=self._reported_taint)
+            if not changes.clean:
+                injection.leftovers.append(changes.describe().splitlines()[0])
+                evidence.append(changes.describe())
+            injections.append(injection)
+        self._sh(faults.RESTORE_COMMAND, what="restoring the console log level")
+        report = [injection.describe() for injection in injections]
+        swept = f"{len(injections)} failure(s) injected into init, {outside} into the loader"
+        if not clean:
+            return StepResult(
+                "faults",
+                "error",
+                message=f"init never ran clean within {faults.MAX_ALLOCATIONS} allocations",
+                evidence="\n".join(report),
+            )
+        dirty = [injection for injection in injections if injection.leftovers]
+        if dirty:
+            message = f"fault injection: {dirty[0].describe()}"
+            return StepResult("faults", "fail", message=message, evidence="\n".join(report + evidence))
+        message = f"fault injection: {swept}; every failed init unwound cleanly"
+        return StepResult("faults", "pass", message=message, evidence="\n".join(report))
 
 
 #: The source line of a WARNING: "... PID: 91 at /path/x.c:20 func" (to 6.17) or
