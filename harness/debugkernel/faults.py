@@ -1,8 +1,7 @@
 """Fault injection over init: fail the Nth slab allocation of a load, for N = 1, 2, ... until
 init runs clean, and check after each failed init that it left nothing behind.
 
-A load in which nothing visible was injected and insmod succeeded is "quiet"; after
-:data:`QUIET_LOADS` quiet loads in a row, N has run past the load's last allocation.
+Which N to try, and when to stop, is :mod:`harness.debugkernel.sweep`'s business.
 
 The Nth allocation is chosen with ``/proc/self/fail-nth`` (CONFIG_FAULT_INJECTION): writing N
 there makes the Nth fault-injection point the *writing task* reaches fail, so the failure is
@@ -38,12 +37,6 @@ SETUP_COMMAND = (
 RESTORE_COMMAND = "echo 4 > /proc/sys/kernel/printk"
 #: The kernel's line for an injected failure, followed by a dump_stack.
 FORCED = "FAULT_INJECTION: forcing a failure"
-#: A sweep gives up after this many allocations (a loader path that never reaches init).
-MAX_ALLOCATIONS = 2000
-#: An allocation made with __GFP_NOWARN fails silently (the kernel prints nothing for it) and
-#: its caller may cope (kvmalloc falls back to vmalloc), so one quiet, successful load does not
-#: prove N ran past the last allocation. This many in a row does: the sweep is over.
-QUIET_LOADS = 40
 
 _FRAME = re.compile(r"^\s*(?P<frame>[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?)")
 

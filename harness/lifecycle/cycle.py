@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.debugkernel import faults
 from harness.debugkernel.detectors import Detectors, leak_message, target_features
 from harness.debugkernel.kmemleak import describe as describe_leaks
 from harness.debugkernel.kunit import parse_ktap
+from harness.debugkernel.sweep import FaultSweep
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
 from harness.lifecycle.result import ModuleRun, StepResult, StepStatus
@@ -606,66 +606,8 @@ class GuestCycle:
 
 
     def _faults(self) -> StepResult:
-        """Fail the 1st, 2nd, ... allocation of a load until init runs clean (failslab, fail-nth);
-        after each failure injected into the module's init, check it left nothing behind."""
-        if not self.detectors.features.failslab:
-            return StepResult(
-                "faults", "skip", message="fault injection needs failslab (--kernel bookworm:debug)"
-            )
-        self._sh(faults.SETUP_COMMAND, what="setting up failslab")
-        insmod = self._load_commands()[-1][1]
-        self.detectors.layouts.clear()  # a failed init is never listed: attributed by its backtrace
-        injections: list[faults.Injection] = []
-        evidence: list[str] = []
-        outside = quiet = 0
-        clean = False
-        self.detectors.before_load()  # forget older suspects once; leaks() clears after each scan
-        for n in range(1, faults.MAX_ALLOCATIONS + 1):
-            self.detectors.started()
-            mark = self._mark()
-            result = self._sh(faults.insmod_command(n, insmod), timeout=self.spec.timeout)
-            frames = faults.injected_frames(self._dmesg(mark))
-            loaded = result.exit_code == 0
-            frame = faults.module_frame(frames or [], set(self.modules.built))
-            if loaded and self._unload("faults").status != "pass":
-                message = f"allocation #{n}: the module could not be unloaded"
-                return StepResult("faults", "fail", message=message)
-            if frames is None and loaded:
-                quiet += 1  # nothing visibly failed (or a __GFP_NOWARN one the kernel coped with)
-                if quiet >= faults.QUIET_LOADS:
-                    clean = True  # N ran past the load's last allocation
-                    break
-                continue
-            quiet = 0
-            if not frame:
-                outside += 1  # the loader's allocation (exec, load_module), not the module's
-                continue
-            injection = faults.Injection(n, frame, "" if loaded else explain_error(result.stderr))
-            leaks = self.detectors.leaks(self.spec.name)
-            if leaks:
-                injection.leftovers.append(leak_message(leaks))
-                evidence.append(describe_leaks(leaks))
-            changes = diff(self._before, self._snapshot(), reported_taint=self._reported_taint)
-            if not changes.clean:
-                injection.leftovers.append(changes.describe().splitlines()[0])
-                evidence.append(changes.describe())
-            injections.append(injection)
-        self._sh(faults.RESTORE_COMMAND, what="restoring the console log level")
-        report = [injection.describe() for injection in injections]
-        swept = f"{len(injections)} failure(s) injected into init, {outside} into the loader"
-        if not clean:
-            return StepResult(
-                "faults",
-                "error",
-                message=f"init never ran clean within {faults.MAX_ALLOCATIONS} allocations",
-                evidence="\n".join(report),
-            )
-        dirty = [injection for injection in injections if injection.leftovers]
-        if dirty:
-            message = f"fault injection: {dirty[0].describe()}"
-            return StepResult("faults", "fail", message=message, evidence="\n".join(report + evidence))
-        message = f"fault injection: {swept}; every failed init unwound cleanly"
-        return StepResult("faults", "pass", message=message, evidence="\n".join(report))
+        """Fail each allocation of init in turn (see :mod:`harness.debugkernel.sweep`)."""
+        return FaultSweep(self).run()
 
 
 #: The source line of a WARNING: "... PID: 91 at /path/x.c:20 func" (to 6.17) or

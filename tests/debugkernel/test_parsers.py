@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.debugkernel import faults, kmemleak
+from harness.debugkernel import faults, kmemleak, sweep
 from harness.debugkernel.kunit import parse_ktap
 from harness.vm.console import parse_crashes, primary
 from harness.vm.crash import FINDING_KINDS
@@ -115,3 +115,13 @@ def test_kunit_ktap_cases_with_diagnostics_and_skips():
     ]
     assert cases[1].diagnostics[0] == "# kmh_failing_test: EXPECTATION FAILED at kmh.c:40"
     assert cases[3].diagnostics == ("skipped: not on this arch",)
+
+
+def test_sweep_classifies_a_loader_failure_and_never_lets_bisection_skip_init():
+    frames = faults.injected_frames(_log("failslab_exec.log"))
+    assert sweep.classify(frames, False, {"kmh_kmem"}) == ("loader", "")
+    failed = sweep.Attempt(40, "loader", False, "", "Cannot allocate memory")
+    coped = sweep.Attempt(41, "loader", True, "", "")  # looks like "init reached": safe side
+    assert sweep.classify(None, True, {"kmh_kmem"}) == ("quiet", "")  # a __GFP_NOWARN one, or past init
+    silent = sweep.Attempt(42, "quiet", True, "", "")
+    assert [sweep.reaches_init(a) for a in (failed, coped, silent)] == [False, True, True]
