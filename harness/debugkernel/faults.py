@@ -44,11 +44,10 @@ _FRAME = re.compile(r"^\s*(?P<frame>[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mo
 def insmod_command(n: int, insmod: str) -> str:
     """INSMOD (a full kmod insmod command) run with its Nth fault-injection point failing.
 
-    busybox's static insmod is exec'd instead of kmod's: kmod's dynamic loader maps half a dozen
-    libraries first, and every one of those allocations would be one more round of the sweep.
+    kmod's insmod, not busybox's: busybox retries a failed ``finit_module`` with ``init_module``,
+    so an init that failed once would run again, unfailed, and the load would look clean.
     """
-    static = insmod.replace("/sbin/insmod ", "/bin/busybox insmod ", 1)
-    return f"/bin/sh -c {shlex.quote(f'echo {n} > /proc/self/fail-nth && exec {static}')}"
+    return f"/bin/sh -c {shlex.quote(f'echo {n} > /proc/self/fail-nth && exec {insmod}')}"
 
 
 def injected_frames(lines: list[str]) -> list[str] | None:

@@ -42,7 +42,7 @@ def test_debug_target_is_an_ordinary_target_with_every_detector(kernel_debug):
 @pytest.fixture(scope="module")
 def debug_runs(kernel_debug) -> dict[str, tuple[ModuleSpec, ModuleRun]]:
     specs = [load_spec(path) for path in DEBUG_SPECS]
-    runs = Runner(jobs=1).execute(make_plan(specs, ["bookworm:debug"]))
+    runs = Runner(jobs=2).execute(make_plan(specs, ["bookworm:debug"]))
     return {path.name: (spec, run) for path, spec, run in zip(DEBUG_SPECS, specs, runs, strict=True)}
 
 
