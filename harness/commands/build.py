@@ -9,6 +9,7 @@ from plumbum import cli
 
 from harness.commands.common import kernel_targets
 from harness.kbuild import build_modules
+from harness.kbuild.diagnostics import failure_excerpt
 
 
 class BuildCommand(cli.Application):
@@ -43,10 +44,8 @@ class BuildCommand(cli.Application):
                 else:
                     failed = True
                     errors = len(result.errors)
-                    detail = f"{errors} error(s)" if errors else "kbuild failed:\n" + _tail(result.log)
+                    detail = (
+                        f"{errors} error(s)" if errors else "kbuild failed:\n" + failure_excerpt(result.log)
+                    )
                     print(f"kmh build: {result.source_dir} for {kernel.release}: {detail}", file=sys.stderr)
         return 1 if failed else 0
-
-
-def _tail(log: str, lines: int = 15) -> str:
-    return "\n".join(log.rstrip().splitlines()[-lines:])

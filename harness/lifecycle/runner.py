@@ -25,7 +25,8 @@ from harness.elf.check import check_loadable
 from harness.elf.depgraph import show_depends
 from harness.elf.treecache import cached_tree
 from harness.errors import HarnessError
-from harness.kbuild import BuildResult, build_modules
+from harness.kbuild import BuildResult, build_modules, pick_module
+from harness.kbuild.diagnostics import failure_excerpt
 from harness.kbuild.guest import build_in_guest
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
@@ -237,7 +238,7 @@ class Runner:
             failed = [d for d in definitions if not results[d].ok]
             if failed:
                 result = results[failed[0]]
-                evidence = "\n".join(str(d) for d in result.diagnostics) or _tail(result.log)
+                evidence = "\n".join(str(d) for d in result.diagnostics) or failure_excerpt(result.log)
                 errors = len(result.errors)
                 message = f"{failed[0].name} does not build for {kernel.release}" + (
                     f": {errors} compiler error(s), first: {result.errors[0]}".split("\n")[0]
@@ -284,9 +285,12 @@ class Runner:
             if definition.debian:
                 continue
             result = built[definition]
-            kos = result.modules
-            named = [m for m in kos if m.name == definition.name] or kos
-            modules.built[definition.name] = named[0].path
+            try:
+                modules.built[definition.name] = pick_module(result, definition.name).path
+            except HarnessError as error:
+                self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
+                self._finish(item)
+                return None
             modules.order.append(definition.name)
             shown = f"{definition.template} template" if definition.template else str(result.source_dir)
             modules.sources[definition.name.replace("-", "_")] = shown
