@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from harness.dkms import build_sources
 from harness.elf.check import check_loadable
 from harness.elf.depgraph import show_depends
 from harness.elf.treecache import cached_tree
 from harness.errors import HarnessError
-from harness.kbuild import BuildResult, build_modules, pick_module
+from harness.kbuild import BuildResult, pick_module
 from harness.kbuild.diagnostics import failure_excerpt
 from harness.kbuild.guest import build_in_guest
 from harness.kernels.store import KernelStore
@@ -260,7 +261,7 @@ class Runner:
         return results
 
     def _build_on_host(self, directories: list[Path], kernel: KernelTarget) -> list[BuildResult]:
-        return build_modules(directories, kernel, werror=self.werror)
+        return build_sources(directories, kernel, werror=self.werror)  # DKMS trees with their MAKE[0]
 
     def _build_in_guest(self, directories: list[Path], kernel: KernelTarget) -> list[BuildResult]:
         """kbuild inside the (prewarmed) guest against its own headers; .ko files come back to the host."""
