@@ -162,7 +162,7 @@ def _excluded(scalars: dict[str, str], kernel: KernelTarget, arch: str) -> str:
     """dkms's BUILD_EXCLUSIVE_* checks: a reason the package does not apply, or ""."""
     pattern = scalars.get("BUILD_EXCLUSIVE_KERNEL", "")
     if pattern and not _bash_regex(kernel.release, pattern):
-        return f"BUILD_EXCLUSIVE_KERNEL={pattern!r} does not match {kernel.release}"
+        return f'BUILD_EXCLUSIVE_KERNEL="{pattern}" does not match {kernel.release}'
     low = scalars.get("BUILD_EXCLUSIVE_KERNEL_MIN", "")
     if low and _version(kernel.release) < _version(low):
         return f"BUILD_EXCLUSIVE_KERNEL_MIN={low} is above {kernel.release}"
@@ -171,7 +171,7 @@ def _excluded(scalars: dict[str, str], kernel: KernelTarget, arch: str) -> str:
         return f"BUILD_EXCLUSIVE_KERNEL_MAX={high} is below {kernel.release}"
     arches = scalars.get("BUILD_EXCLUSIVE_ARCH", "")
     if arches and not _bash_regex(arch, arches):
-        return f"BUILD_EXCLUSIVE_ARCH={arches!r} does not match {arch}"
+        return f'BUILD_EXCLUSIVE_ARCH="{arches}" does not match {arch}'
     wanted = scalars.get("BUILD_EXCLUSIVE_CONFIG", "").split()
     if wanted:
         config = _kernel_config(kernel)
