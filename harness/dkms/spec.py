@@ -15,5 +15,7 @@ def dkms_spec(directory: Path) -> ModuleSpec:
     it is built once, with the package's own MAKE[0]."""
     source = Path(directory).resolve()
     names = declared_modules(source)
-    definitions = [ModuleDef(name=name, source=source) for name in names]
+    # Named as the kernel names them (``ddcci-backlight.ko`` is module ``ddcci_backlight``);
+    # the build picks the .ko by either spelling.
+    definitions = [ModuleDef(name=name.replace("-", "_"), source=source) for name in names]
     return ModuleSpec(module=definitions[-1], companions=tuple(definitions[:-1]), origin=str(directory))
