@@ -25,9 +25,12 @@ from harness.errors import HarnessError
 from harness.kbuild.diagnostics import Diagnostic, failure_excerpt, modpost_diagnostics, parse_diagnostics
 from harness.kbuild.kbuild import BUILD_PRODUCTS, BuildResult, BuiltModule, build_modules
 from harness.kernels.target import KernelTarget
+from harness.lifecycle.result import ModuleRun
 from harness.locking import exclusive
 from harness.paths import cache_root
 
+#: How a result's log starts when its package excludes the kernel (BUILD_EXCLUSIVE_*).
+SKIPPED = "skipped: "
 #: How long one package's MAKE[0] may run.
 MAKE_TIMEOUT = 1800
 
@@ -217,7 +220,7 @@ def build_sources(sources: list[Path], kernel: KernelTarget, *, werror: bool = F
             source_dir=Path(source).resolve(),
             kernel=kernel,
             build_dir=package.build_dir,
-            log=f"skipped: {package.skipped}" if package.skipped else package.log,
+            log=f"{SKIPPED}{package.skipped}" if package.skipped else package.log,
             werror=werror,
             environment=next((r.environment for r in package.results.values()), ""),
         )
@@ -228,3 +231,12 @@ def build_sources(sources: list[Path], kernel: KernelTarget, *, werror: bool = F
             combined.modules = []  # a package is built whole or not at all, as with dkms
         built[source] = combined
     return [built[source] for source in sources]
+
+
+def skipped_build(run: ModuleRun, results: list[BuildResult]) -> bool:
+    """Whether RESULTS say the run does not apply to its kernel (a DKMS package excludes it);
+    then RUN carries the reason, so its verdict is ``skipped``, not a failure."""
+    reasons = [r.log[len(SKIPPED) :] for r in results if not r.modules and r.log.startswith(SKIPPED)]
+    if reasons:
+        run.skipped = reasons[0]
+    return bool(reasons)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from harness.dkms import build_sources
+from harness.dkms import build_sources, skipped_build
 from harness.elf.check import check_loadable
 from harness.elf.depgraph import show_depends
 from harness.elf.treecache import cached_tree
@@ -237,7 +237,10 @@ class Runner:
             if not definitions:
                 continue
             failed = [d for d in definitions if not results[d].ok]
-            if failed:
+            if skipped_build(item.run, [results[d] for d in definitions]):
+                self._step(item, StepResult("build", "skip", elapsed, f"skipped: {item.run.skipped}"))
+                self._finish(item)
+            elif failed:
                 result = results[failed[0]]
                 evidence = "\n".join(str(d) for d in result.diagnostics) or failure_excerpt(result.log)
                 errors = len(result.errors)

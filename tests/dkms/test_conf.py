@@ -3,6 +3,8 @@ PATCH[] applied to the copy only; a kernel a package excludes is skipped with th
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -137,3 +139,23 @@ def test_kmh_build_reports_a_skipped_kernel_and_builds_the_package(tmp_path):
     assert run.returncode == 0, run.stderr
     assert [Path(line).name for line in run.stdout.split()] == ["twoa.ko", "twob.ko"]
     assert 'skipped: BUILD_EXCLUSIVE_KERNEL="^6\\.1\\." does not match 6.12' in run.stderr
+
+
+def test_kmh_run_reports_an_excluded_kernel_as_skipped_in_every_format(tmp_path):
+    tree = package(
+        tmp_path / "only61",
+        'PACKAGE_NAME=only61\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=only61\nBUILD_EXCLUSIVE_KERNEL="^6\\.1\\."\n',
+        {"only61": HELLO.format(name="only61")},
+    )
+    junit, ktap, json_file = tmp_path / "r.xml", tmp_path / "r.ktap", tmp_path / "r.json"
+    command = [KMH, "run", "-k", "bookworm-backports", str(tree)]
+    command += ["--junit", str(junit), "--ktap", str(ktap), "--json", str(json_file)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SKIPPED" in run.stdout and "1 skipped" in run.stdout, run.stdout
+    assert "does not match 6.12" in run.stdout
+    report = json.loads(json_file.read_text())
+    assert report["summary"]["skipped"] == 1 and report["summary"]["ok"] is True
+    assert report["runs"][0]["verdict"] == "skipped"
+    assert '<skipped message="skipped: BUILD_EXCLUSIVE_KERNEL' in junit.read_text()
+    assert re.search(r"^ok 1 .* # SKIP BUILD_EXCLUSIVE_KERNEL", ktap.read_text(), re.M), ktap.read_text()
