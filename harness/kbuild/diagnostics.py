@@ -151,4 +151,9 @@ def failure_excerpt(log: str, lines: int = 30) -> str:
     make itself said (``No rule to make target``, ``No such file or directory``), so a failure
     with no gcc diagnostic still shows its cause rather than make's Entering/Leaving lines."""
     meaningful = [line for line in log.rstrip().splitlines() if line.strip() and not NOISE.match(line)]
+    if not meaningful:
+        return (
+            "make finished without an error but built no .ko: no obj-m reached "
+            "(check obj-m and obj-y += sub/ in the Kbuild or Makefile)"
+        )
     return "\n".join(meaningful[-lines:])

@@ -86,6 +86,17 @@ def test_failure_without_a_compiler_diagnostic_shows_makes_reason(tmp_path):
     assert "Entering directory" not in run.stderr
 
 
+def test_project_root_that_builds_nothing_says_why_not_makes_directory_lines(tmp_path):
+    root = tmp_path / "project"
+    write_module(root / "sub1", "subone", HELLO.format(name="subone"))
+    (root / "sub1" / "Kbuild").write_text("obj-n := subone.o\n")  # a typo: nothing is a module
+    (root / "Kbuild").write_text("obj-y += sub1/\n")
+    run = subprocess.run([KMH, "build", str(root)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    assert "built no .ko" in run.stderr and "obj-m" in run.stderr, run.stderr
+    assert "Entering directory" not in run.stderr and "Leaving directory" not in run.stderr
+
+
 def test_several_modules_from_one_directory_are_picked_by_kernel_name(tmp_path, kernel_61):
     module = tmp_path / "multi"
     module.mkdir()
