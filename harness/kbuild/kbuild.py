@@ -437,7 +437,9 @@ def _remembered(
             if _from_modpost(old):
                 stale = modpost_ran  # modpost checks every module each time it runs
             else:
-                stale = old.file.with_suffix("") in recompiled or (recompiled and old.file.suffix == ".h")
+                stale = old.file.with_suffix("") in recompiled or (
+                    bool(recompiled) and old.file.suffix == ".h"
+                )
             if not stale and old not in fresh:
                 kept.append(old)
     with contextlib.suppress(OSError):
@@ -480,7 +482,7 @@ def _run_make(make: BoundCommand) -> tuple[str, int]:
             os.killpg(pid, signal.SIGKILL)
         process.wait()
         raise
-    return stdout.decode("utf-8", "replace") + stderr.decode("utf-8", "replace"), process.returncode
+    return stdout.decode("utf-8", "replace") + stderr.decode("utf-8", "replace"), process.returncode or 0
 
 
 def _absolute(log: str, umbrella: Path, entries: list[str]) -> str:
