@@ -20,6 +20,7 @@ from pathlib import Path
 
 from harness.buildenv import HOST, command_for
 from harness.buildenv.sandbox import bwrap
+from harness.buildenv.store import EnvironmentStore
 from harness.dkms.conf import DkmsConf, is_dkms_tree, read_dkms_conf
 from harness.errors import HarnessError
 from harness.kbuild.diagnostics import Diagnostic, failure_excerpt, modpost_diagnostics, parse_diagnostics
@@ -186,6 +187,11 @@ def _sandboxed(kernel: KernelTarget, conf: DkmsConf, build_dir: Path, tree: Path
         f"/usr/lib/modules/{kernel.release}/build",
     ]
     argv, environment = command_for(kernel, ["bash", "-c", script], writable=[tree])
+    if environment != HOST:
+        # The environment's /usr is bound read-only: the mount point must exist in it already.
+        env = EnvironmentStore().for_kernel(kernel)
+        if env is not None:
+            (env.root / "usr" / "lib" / "modules").mkdir(parents=True, exist_ok=True)
     if environment == HOST:
         argv = [
             bwrap(),
