@@ -167,7 +167,27 @@ def build_modules(
             return failed
 
         batch_and_blame(results, make)  # type: ignore[arg-type]
+        _prune(root, keep={root / r.build_dir.relative_to(root).parts[0] for r in results})
     return [unique[Path(source).resolve()] for source in sources]
+
+
+#: A build copy nobody built for this long is removed (rendered templates get a new one per run).
+UNUSED_COPY_SECONDS = 7 * 24 * 3600
+
+
+def _prune(root: Path, *, keep: set[Path]) -> None:
+    """Mark the copies just used and remove those unused for a week, so the build tree does not
+    grow without end; called with the build tree's lock held."""
+    now = time.time()
+    for copy in keep:
+        with contextlib.suppress(OSError):
+            os.utime(copy, (now, now))
+    for entry in root.iterdir():
+        if entry in keep or not entry.is_dir() or entry.is_symlink() or entry.name == "umbrella":
+            continue
+        with contextlib.suppress(OSError):
+            if now - entry.stat().st_mtime > UNUSED_COPY_SECONDS:
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def _projects(sources: list[Path]) -> dict[Path, Path]:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,17 @@ def test_two_builds_of_one_directory_at_once_do_not_race(tmp_path, kernel_61):
         thread.join()
     assert outcomes == [True, True, True], logs
     assert not any("fixdep" in log for log in logs)
+
+
+def test_copies_unused_for_a_week_are_removed(tmp_path, kernel_61):
+    module = write_module(tmp_path / "fresh", "fresh", HELLO.format(name="fresh"))
+    root = tmp_path / "out" / kernel_61.release
+    stale = root / "old-0123456789"
+    (stale / "sub").mkdir(parents=True)
+    recent = root / "recent-0123456789"
+    recent.mkdir()
+    week_ago = time.time() - 8 * 24 * 3600
+    os.utime(stale, (week_ago, week_ago))
+    (result,) = build_modules([module], kernel_61, build_root=tmp_path / "out")
+    assert result.ok
+    assert not stale.exists() and recent.exists() and result.modules[0].path.is_file()
