@@ -31,6 +31,7 @@ from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
 from harness.lifecycle.cycle import GuestCycle, GuestLost, GuestModules
 from harness.lifecycle.interrupt import Interrupted
+from harness.lifecycle.loadorder import plan_loads
 from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.spec import ModuleDef, ModuleSpec
 from harness.lifecycle.state import Snapshot
@@ -292,6 +293,12 @@ class Runner:
             modules.sources[definition.name.replace("-", "_")] = shown
         if item.spec.module.debian:
             return self._check_debian(item, modules, started)
+        try:
+            plan_loads(modules, item.spec, item.kernel)
+        except HarnessError as error:
+            self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
+            self._finish(item)
+            return None
         target = modules.built[item.spec.name]
         companions = [path.parent for name, path in modules.built.items() if name != item.spec.name]
         try:

@@ -1,0 +1,111 @@
+"""Which modules a spec loads, and in which order: its built modules and the kernel's own.
+
+A spec names one module and any number of companions. The built ones (from sources or
+templates) are loaded in the order their symbols demand (a module after every module whose
+exports it uses), not in the order the spec lists them, and unloaded in reverse. Modules of the
+target kernel's own tree are needed in two ways: a built module uses their symbols (a V4L2
+driver needs videodev, which needs mc), or the spec names them as ``[[companion]] debian =``.
+Those are installed in the guest with their dependencies and soft dependencies (from the
+target's tree, as the guest image gets its own modules: :class:`harness.vm.modules.ModuleTree`)
+and loaded with modprobe before the built modules, as a distribution's modprobe would.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.elf.tree import module_facts
+from harness.elf.treecache import cached_tree
+from harness.errors import HarnessError
+from harness.kernels.target import KernelTarget
+from harness.lifecycle.cycle import GuestModules
+from harness.lifecycle.spec import ModuleSpec
+from harness.vm.modules import ModuleTree, modinfo_softdeps, read_module
+
+
+def symbol_order(built: dict[str, Path], listed: Sequence[str]) -> list[str]:
+    """The built modules in load order: each after the built modules it takes symbols from.
+
+    Ties keep the order of LISTED (companions first, as the spec wrote them). A cycle is an
+    error naming it: such modules cannot be loaded one after the other.
+    """
+    exports: dict[bytes, str] = {}
+    needs: dict[str, list[bytes]] = {}
+    for name in listed:
+        module_exports, module_needs = module_facts(built[name])
+        for symbol in module_exports:
+            exports[symbol] = name
+        needs[name] = [symbol.removeprefix(b".") for symbol, _weak in module_needs]
+    deps = {name: {exports[s] for s in needs[name] if s in exports and exports[s] != name} for name in listed}
+    order: list[str] = []
+    while len(order) < len(listed):
+        ready = [n for n in listed if n not in order and deps[n] <= set(order)]
+        if not ready:
+            left = [n for n in listed if n not in order]
+            raise HarnessError(
+                f"the modules {', '.join(left)} need each other's symbols: no load order exists"
+            )
+        order.append(ready[0])
+    return order
+
+
+@functools.lru_cache(maxsize=8)
+def _owners(modules_dir: Path) -> dict[bytes, str]:
+    """Exported symbol -> module of the target tree (the later exporter wins, as in depmod)."""
+    owners: dict[bytes, str] = {}
+    for module in cached_tree(modules_dir).modules:
+        for symbol in module.exports:
+            owners[symbol] = module.name
+    return owners
+
+
+@functools.lru_cache(maxsize=8)
+def _guest_tree(modules_dir: Path) -> ModuleTree:
+    return ModuleTree(modules_dir)
+
+
+def tree_roots(
+    built: dict[str, Path], kernel: KernelTarget, named: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """(needed, soft): the target-tree modules to modprobe for these built modules, in order.
+
+    NEEDED are the spec's ``debian =`` companions (NAMED), then the owners of symbols the built
+    modules use that no built module exports, in the order first needed. SOFT are the built
+    modules' own soft dependencies: loaded too, but, as for modprobe, they may fail to load
+    (crc32c_intel needs SSE 4.2) without failing the module.
+    """
+    owners = _owners(kernel.modules_dir)
+    ours: set[bytes] = set()
+    facts = {name: module_facts(path) for name, path in built.items()}
+    for exports, _needs in facts.values():
+        ours.update(exports)
+    tree = _guest_tree(kernel.modules_dir)
+    roots = [n.replace("-", "_") for n in named if n.replace("-", "_") not in tree.builtin]
+    soft_roots: list[str] = []
+    for name, (_exports, needs) in facts.items():
+        for symbol, _weak in needs:
+            symbol = symbol.removeprefix(b".")
+            owner = owners.get(symbol)
+            if owner and symbol not in ours and owner not in roots and owner not in built:
+                roots.append(owner)
+        pre, post = modinfo_softdeps(read_module(built[name]), built[name])
+        for soft in (*pre, *post):
+            for target in tree.softdep_names(soft):
+                if target not in (*roots, *soft_roots) and target not in tree.builtin:
+                    soft_roots.append(target)
+    return roots, soft_roots
+
+
+def plan_loads(modules: GuestModules, spec: ModuleSpec, kernel: KernelTarget) -> None:
+    """Fill in MODULES' load order and the target modules to install and modprobe first."""
+    named = [d.debian for d in spec.companions if d.debian]
+    if len(modules.built) > 1:
+        modules.order = symbol_order(modules.built, modules.order)
+    needed, soft = tree_roots(modules.built, kernel, named)
+    if not needed and not soft:
+        return
+    modules.tree = _guest_tree(kernel.modules_dir).resolve([*needed, *soft])
+    modules.tree_roots = [*needed, *soft]
+    modules.expect_loaded += [name for name in needed if name not in modules.expect_loaded]
