@@ -29,6 +29,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
+from harness.lifecycle.loaderrors import explain_load_error
 from harness.lifecycle.result import ModuleRun, StepResult, StepStatus
 from harness.lifecycle.spec import ModuleSpec
 from harness.lifecycle.state import (
@@ -351,20 +352,48 @@ class GuestCycle:
 
     def _load(self, step: str = "load") -> StepResult:
         self._load_mark = self._mark()
-        for _module, command in self._load_commands():
+        for module, command in self._load_commands():
             result = self._sh(command, timeout=self.spec.timeout)
             if result.exit_code != 0:
-                evidence = result.stderr.strip() + "\n" + _tail(self._dmesg(self._load_mark))
-                return StepResult(
-                    step,
-                    "fail",
-                    message=f"{command}: {explain_error(result.stderr)}",
-                    evidence=evidence.strip(),
-                )
+                log = self._dmesg(self._load_mark)
+                evidence = result.stderr.strip() + "\n" + _tail(log)
+                why = explain_load_error(result.stderr, log, self.release, module)
+                left = self._undo_partial_load()
+                if left:
+                    evidence += (
+                        f"\nstill loaded after the failed load (the VM is replaced): {', '.join(left)}"
+                    )
+                return StepResult(step, "fail", message=f"{command}: {why}", evidence=evidence.strip())
         entry = self._proc_module(self.spec.name)
         if entry is None:
             return StepResult(step, "fail", message=f"{self.spec.name} is not in /proc/modules after loading")
         return StepResult(step, "pass", message=entry.describe())
+
+    def _undo_partial_load(self) -> list[str]:
+        """Take out what a failed load left (its companions, the tree modules it modprobed).
+
+        The next module in this VM starts from the state before this one; what cannot be
+        removed makes the VM unusable for it. Returns the modules still loaded.
+        """
+        for _round in range(8):
+            proc = self._sh("cat /proc/modules").stdout
+            left = [
+                line.split()[0]
+                for line in proc.splitlines()
+                if line and line.split()[0] not in self._preloaded
+            ]
+            unused = [
+                line.split()[0]
+                for line in proc.splitlines()
+                if line.split()[0] in left and line.split()[2] == "0"
+            ]
+            if not unused:
+                break
+            for name in unused:
+                self._sh(f"/sbin/rmmod {shlex.quote(name)}")
+        if left:
+            self.reusable = False
+        return left
 
     def _verify(self) -> StepResult:
         expect = self.spec.expect
