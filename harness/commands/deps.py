@@ -37,9 +37,9 @@ class DepsCommand(cli.Application):
         # As depmod: each unreadable file gets an error line and no dependencies, the rest is
         # written; unlike depmod (which exits 0), the exit code then says something was wrong.
         for module in graph.tree.unreadable:
+            reason = module.error.removeprefix(f"{module.location}: ")
             print(
-                f"kmh deps: ERROR: failed to load symbols from {module.location}: {module.error}",
-                file=sys.stderr,
+                f"kmh deps: ERROR: failed to load symbols from {module.location}: {reason}", file=sys.stderr
             )
         status = 1 if graph.tree.unreadable else 0
         if self.graph is not None:

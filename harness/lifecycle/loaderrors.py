@@ -62,12 +62,14 @@ def name_unknown_errno(message: str, names: dict[int, str]) -> str:
 
 
 def kernel_reasons(log: Sequence[str], module: str = "") -> list[str]:
-    """The kernel's lines saying why a module was refused (timestamps dropped), in log order."""
+    """The kernel's lines saying why MODULE was refused (timestamps dropped), in log order.
+
+    The kernel starts them with the module's name ("x: Unknown symbol y (err -2)")."""
     found = []
     wanted = module.replace("-", "_")
     for raw in log:
         line = _STAMP.sub("", raw).strip()
-        if any(reason in line for reason in _REASONS) and (not wanted or wanted in line):
+        if any(reason in line for reason in _REASONS) and (not wanted or line.startswith(f"{wanted}: ")):
             found.append(line)
     return found
 

@@ -16,6 +16,7 @@ import queue
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -30,6 +31,7 @@ from harness.kbuild.guest import build_in_guest
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
 from harness.lifecycle.cycle import GuestCycle, GuestLost, GuestModules
+from harness.lifecycle.durations import build_shares
 from harness.lifecycle.interrupt import Interrupted
 from harness.lifecycle.loadorder import plan_loads
 from harness.lifecycle.result import ModuleRun, StepResult
@@ -225,16 +227,22 @@ class Runner:
                 if definition in sources and definition not in wanted:
                     wanted.append(definition)
         results: dict[ModuleDef, BuildResult] = {}
-        started = time.monotonic()
         build = self._build_in_guest if self.build_in_vm else self._build_on_host
+        timed: list[tuple[list[ModuleDef], float]] = []
         for batch in _batches_with_unique_names(wanted):
+            started = time.monotonic()
             for definition, result in zip(batch, build([sources[d] for d in batch], kernel), strict=True):
                 results[definition] = result
-        elapsed = time.monotonic() - started
+            timed.append((batch, time.monotonic() - started))
+        users = Counter(
+            d for item in items for d in {*item.spec.companions, item.spec.module} if d in results
+        )
+        shares = build_shares(timed, users)
         for item in items:
             definitions = [d for d in (*item.spec.companions, item.spec.module) if d in results]
             if not definitions:
                 continue
+            elapsed = sum(shares[d] for d in set(definitions))
             failed = [d for d in definitions if not results[d].ok]
             if failed:
                 result = results[failed[0]]

@@ -15,6 +15,8 @@ inserted first, /sys/module/a-b/initstate 'missing', "Unknown error 517", "Inval
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -232,6 +234,44 @@ def test_kernel_internal_errno_is_named(runs):
 def test_duplicate_export_headline_carries_the_kernels_reason(runs):
     failure = runs["duplicate"].failure
     assert failure is not None and failure.name == "load", _report(runs["duplicate"])
-    assert "exports duplicate symbol v4l2_prio_init (owned by videodev)" in failure.message, (
-        failure.message
+    assert "exports duplicate symbol v4l2_prio_init (owned by videodev)" in failure.message, failure.message
+
+
+def test_vm_run_module_brings_its_softdeps(kernel_61) -> None:
+    """``kmh vm run --module libcrc32c``: modprobe finds libcrc32c's softdep (crc32c) in the guest."""
+    kmh = str(Path(sys.executable).parent / "kmh")
+    command = "/sbin/modprobe libcrc32c && cut -d' ' -f1 /proc/modules"
+    result = subprocess.run(
+        [kmh, "vm", "run", "-k", kernel_61.release, "--module", "libcrc32c", "--", command],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.split()
+    assert "libcrc32c" in loaded and ({"crc32c_generic", "crc32c_intel"} & set(loaded)), result.stdout
+
+
+def test_each_module_is_charged_its_own_share_of_the_shared_build(kernel_61) -> None:
+    """Issue 14 (6): four modules built in one kbuild used to be charged the whole build each,
+    so their times summed to several times the run's wall clock (26m20s for a 55 s run)."""
+    import time
+    import xml.etree.ElementTree as ET
+
+    from harness.lifecycle.spec import spec_for_template
+    from harness.report import render_junit, to_json
+
+    stamp = f"{time.time_ns()}"  # a greeting no earlier build has seen: a real compile each time
+    specs = [spec_for_template("hello", f"kmh_dur_{i}", {"greeting": f"dur {stamp} {i}"}) for i in range(4)]
+    started = time.monotonic()
+    runs = Runner(jobs=1).execute(make_plan(specs, ["bookworm"]))
+    wall = time.monotonic() - started
+    assert [run.verdict for run in runs] == ["pass"] * 4, "\n".join(_report(run) for run in runs)
+    builds = [next(s for s in run.steps if s.name == "build").duration for run in runs]
+    assert max(builds) > 0.1, builds  # the build was real
+    assert sum(run.duration for run in runs) <= wall, ([run.duration for run in runs], wall)
+    summary = to_json(runs, elapsed=wall)["summary"]
+    assert summary["duration"] == round(wall, 3) and summary["module_time"] <= summary["duration"]
+    suites = ET.fromstring(render_junit(runs, elapsed=wall).split("?>", 1)[1])
+    assert float(suites.get("time")) == pytest.approx(wall, abs=0.01)
+    assert sum(float(suite.get("time")) for suite in suites.iter("testsuite")) <= wall
