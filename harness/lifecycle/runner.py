@@ -294,7 +294,8 @@ class Runner:
                 continue
             result = built[definition]
             kos = result.modules
-            named = [m for m in kos if m.name == definition.name] or kos
+            # The kernel's names: a-b.ko is module a_b, so name = "a_b" or "a-b" both pick it.
+            named = [m for m in kos if m.name.replace("-", "_") == definition.name.replace("-", "_")] or kos
             modules.built[definition.name] = named[0].path
             modules.order.append(definition.name)
             shown = f"{definition.template} template" if definition.template else str(result.source_dir)

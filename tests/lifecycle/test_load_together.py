@@ -112,11 +112,16 @@ MODULE_LICENSE("GPL");
 """
 
 
-def _source(root: Path, name: str, code: str) -> Path:
-    directory = root / name
+def _source(root: Path, name: str, code: str, *, directory_name: str = "", also: str = "") -> Path:
+    """A module source directory; ALSO names a second module built beside it (from the same code)."""
+    directory = root / (directory_name or name)
     directory.mkdir()
     (directory / f"{name}.c").write_text(code)
-    (directory / "Kbuild").write_text(f"obj-m := {name}.o\n")
+    objects = [f"{name}.o"]
+    if also:
+        (directory / f"{also}.c").write_text(code)
+        objects.insert(0, f"{also}.o")
+    (directory / "Kbuild").write_text(f"obj-m := {' '.join(objects)}\n")
     return directory
 
 
@@ -161,9 +166,17 @@ SPECS = {
     "dash": """
         [module]
         source = "{dash}"
-        name = "kmh-dash-hello"
+        name = "kmh-dash-one"
         [expect]
-        load_dmesg = ["kmh_dash_hello: here"]
+        load_dmesg = ["kmh_dash_one: here"]
+        reload = false
+        """,
+    "underscore": """
+        [module]
+        source = "{dash2}"
+        name = "kmh_dash_two"
+        [expect]
+        load_dmesg = ["kmh_dash_two: here"]
         reload = false
         """,
     "defer": """
@@ -187,7 +200,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory, kernel_61) -> dict[str, Modul
     paths = {
         "tree_user": _source(root, "kmh_tree_user", TREE_USER_C),
         "defer": _source(root, "kmh_defer", DEFER_C),
-        "dash": _source(root, "kmh-dash-hello", DASH_C),
+        # Two .ko each; no .ko name twice in a run (a batch holding two would be rebuilt module
+        # by module, splitting the exporter/consumer pair above: a kbuild batching matter).
+        "dash": _source(root, "kmh-dash-one", DASH_C, also="kmh-aaa"),
+        "dash2": _source(root, "kmh-dash-two", DASH_C, also="kmh-aab"),
         "duplicate": _source(root, "kmh_dup_video", DUPLICATE_C),
     }
     specs = []
@@ -218,8 +234,11 @@ def test_modules_named_together_load_in_symbol_order_with_a_tree_companion(runs)
     assert [s.name for s in run.steps if s.status == "pass"][-3:] == ["unload", "cleanup", "reload"]
 
 
-def test_dashed_name_verifies_the_underscored_sysfs_directory(runs):
-    run = runs["dash"]
+@pytest.mark.parametrize("key", ["dash", "underscore"])
+def test_dashed_name_verifies_the_underscored_sysfs_directory(runs, key):
+    """name = "kmh-dash-one" picks kmh-dash-one.ko and verifies /sys/module/kmh_dash_one;
+    name = "kmh_dash_two" picks kmh-dash-two.ko, not kmh-aab.ko (first in sorted order)."""
+    run = runs[key]
     assert run.verdict == "pass", _report(run)
     verify = next(s for s in run.steps if s.name == "verify")
     assert verify.status == "pass", _report(run)
