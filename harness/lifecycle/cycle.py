@@ -45,7 +45,7 @@ from harness.netcheck import NetReport, check_links
 from harness.netcheck.run import Phase
 from harness.vm.backend import VMBackend
 from harness.vm.crash import Crash
-from harness.vm.modules import GuestModule, install_in_guest
+from harness.vm.modules import GuestModule, guest_path, install_in_guest, missing_command
 from harness.vm.result import CommandResult
 
 # The guest's busybox sh runs its own applets before searching PATH (Debian builds it with
@@ -291,7 +291,10 @@ class GuestCycle:
         extra = f"/lib/modules/{self.release}/extra"
         for name, path in self.modules.built.items():
             self.vm.put(path, f"{extra}/{name}.ko")
-        install_in_guest(self.vm, self.modules.tree, self.release)
+        if self.modules.tree:
+            missing = set(self._sh(missing_command(self.modules.tree, self.release)).stdout.split())
+            tree = [m for m in self.modules.tree if guest_path(m, self.release) in missing]
+            install_in_guest(self.vm, tree, self.release)
         if self.spec.method == "modprobe" or self.spec.module.debian or self.modules.tree:
             self._sh(f"/sbin/depmod -a {shlex.quote(self.release)}", timeout=DEPMOD_TIMEOUT)
         proc = self._sh("cat /proc/modules").stdout

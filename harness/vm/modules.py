@@ -9,6 +9,7 @@ are stored decompressed so the guest can load them with a plain ``finit_module``
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,12 +160,27 @@ class ModuleTree:
         return ordered
 
 
+def guest_path(module: GuestModule, release: str) -> str:
+    return f"/lib/modules/{release}/{module.relpath}"
+
+
+def missing_command(modules: list[GuestModule], release: str) -> str:
+    """A guest shell command printing the guest paths of MODULES the guest does not have yet.
+
+    A full distribution box (Vagrant) has the whole tree, possibly compressed; the QEMU guest
+    has only its boot modules and what earlier runs in it added.
+    """
+    paths = " ".join(shlex.quote(guest_path(module, release)) for module in modules)
+    return f'for f in {paths}; do [ -e "$f" ] || [ -e "$f.xz" ] || [ -e "$f.zst" ] || echo "$f"; done'
+
+
 def install_in_guest(vm: VMBackend, modules: list[GuestModule], release: str) -> None:
     """Copy target modules into a running guest's ``/lib/modules/RELEASE`` at their tree paths.
 
     The guest image carries only its boot modules; modules a run finds it needs after the guest
     booted (the kernel-tree dependencies of freshly built modules) come this way, and a
-    ``depmod -a`` in the guest then lets modprobe find them, softdeps included.
+    ``depmod -a`` in the guest then lets modprobe find them, softdeps included. Pass only the
+    ones :func:`missing_command` reported.
     """
     if not modules:
         return
@@ -172,4 +188,4 @@ def install_in_guest(vm: VMBackend, modules: list[GuestModule], release: str) ->
         for module in modules:
             local = Path(tmp) / f"{module.name}.ko"
             local.write_bytes(module.data)
-            vm.put(local, f"/lib/modules/{release}/{module.relpath}")
+            vm.put(local, guest_path(module, release))
