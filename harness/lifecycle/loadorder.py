@@ -78,6 +78,7 @@ def tree_roots(
     """
     owners = _owners(kernel.modules_dir)
     ours: set[bytes] = set()
+    ours_named = {name.replace("-", "_") for name in built}
     facts = {name: module_facts(path) for name, path in built.items()}
     for exports, _needs in facts.values():
         ours.update(exports)
@@ -88,7 +89,7 @@ def tree_roots(
         for symbol, _weak in needs:
             symbol = symbol.removeprefix(b".")
             owner = owners.get(symbol)
-            if owner and symbol not in ours and owner not in roots and owner not in built:
+            if owner and symbol not in ours and owner not in roots and owner not in ours_named:
                 roots.append(owner)
         pre, post = modinfo_softdeps(read_module(built[name]), built[name])
         for soft in (*pre, *post):
