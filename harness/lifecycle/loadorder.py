@@ -13,12 +13,14 @@ and loaded with modprobe before the built modules, as a distribution's modprobe 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.elf.tree import module_facts
+from harness.elf.depgraph import DependencyGraph
+from harness.elf.tree import ModuleTree as ElfTree
+from harness.elf.tree import TreeModule, module_facts
 from harness.elf.treecache import cached_tree
-from harness.errors import HarnessError
 from harness.kernels.target import KernelTarget
 from harness.lifecycle.cycle import GuestModules
 from harness.lifecycle.spec import ModuleSpec
@@ -28,26 +30,23 @@ from harness.vm.modules import ModuleTree, modinfo_softdeps, read_module
 def symbol_order(built: dict[str, Path], listed: Sequence[str]) -> list[str]:
     """The built modules in load order: each after the built modules it takes symbols from.
 
-    Ties keep the order of LISTED (companions first, as the spec wrote them). A cycle is an
-    error naming it: such modules cannot be loaded one after the other.
+    The dependency rules are depmod's (:class:`harness.elf.depgraph.DependencyGraph`, as for
+    ``kmh deps`` and ``kmh check``), over just these modules; ties keep the order of LISTED
+    (companions first, as the spec wrote them). A cycle is an error naming it.
     """
-    exports: dict[bytes, str] = {}
-    needs: dict[str, list[bytes]] = {}
+    modules = []
     for name in listed:
-        module_exports, module_needs = module_facts(built[name])
-        for symbol in module_exports:
-            exports[symbol] = name
-        needs[name] = [symbol.removeprefix(b".") for symbol, _weak in module_needs]
-    deps = {name: {exports[s] for s in needs[name] if s in exports and exports[s] != name} for name in listed}
+        path = os.fspath(built[name])
+        module = TreeModule(name.replace("-", "_"), path, path)
+        module.exports, module.needs = module_facts(path)
+        modules.append(module)
+    graph = DependencyGraph(ElfTree(Path(os.fspath(built[listed[0]])).parent, modules))
+    by_name = {module.name: name for module, name in zip(modules, listed, strict=True)}
     order: list[str] = []
-    while len(order) < len(listed):
-        ready = [n for n in listed if n not in order and deps[n] <= set(order)]
-        if not ready:
-            left = [n for n in listed if n not in order]
-            raise HarnessError(
-                f"the modules {', '.join(left)} need each other's symbols: no load order exists"
-            )
-        order.append(ready[0])
+    for module in modules:
+        for needed in graph.load_order(module):
+            if by_name[needed.name] not in order:
+                order.append(by_name[needed.name])
     return order
 
 
