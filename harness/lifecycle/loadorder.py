@@ -15,8 +15,10 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from harness.elf.check import LoadCheck, check_loadable
 from harness.elf.depgraph import DependencyGraph
 from harness.elf.tree import ModuleTree as ElfTree
 from harness.elf.tree import TreeModule, module_facts
@@ -109,3 +111,24 @@ def plan_loads(modules: GuestModules, spec: ModuleSpec, kernel: KernelTarget) ->
     modules.tree = _guest_tree(kernel.modules_dir).resolve([*needed, *soft])
     modules.tree_roots = [*needed, *soft]
     modules.expect_loaded += [name for name in needed if name not in modules.expect_loaded]
+
+
+def check_together(modules: GuestModules, main: str, kernel: KernelTarget) -> LoadCheck:
+    """The pre-boot check of every built module, each with the others as ``--with`` modules.
+
+    Returns MAIN's verdict when all of them can load, else the first refused companion's,
+    its reasons prefixed with its name, so a companion's unknown symbol or duplicate export is
+    found before booting, as the spec's own module's is.
+    """
+    dirs = {name: path.parent for name, path in modules.built.items()}
+    verdict = check_loadable(modules.built[main], kernel, [d for n, d in dirs.items() if n != main])
+    if not verdict.loadable:
+        return verdict
+    for name, path in modules.built.items():
+        if name == main:
+            continue
+        companion = check_loadable(path, kernel, [d for n, d in dirs.items() if n != name])
+        if not companion.loadable:
+            reasons = tuple(replace(r, message=f"companion {name}: {r.message}") for r in companion.reasons)
+            return replace(companion, reasons=reasons)
+    return verdict

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from harness.elf.check import check_loadable
 from harness.elf.depgraph import show_depends
 from harness.elf.treecache import cached_tree
 from harness.errors import HarnessError
@@ -33,7 +32,7 @@ from harness.kernels.target import KernelTarget
 from harness.lifecycle.cycle import GuestCycle, GuestLost, GuestModules
 from harness.lifecycle.durations import build_shares
 from harness.lifecycle.interrupt import Interrupted
-from harness.lifecycle.loadorder import plan_loads
+from harness.lifecycle.loadorder import check_together, plan_loads
 from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.spec import ModuleDef, ModuleSpec
 from harness.lifecycle.state import Snapshot
@@ -308,10 +307,8 @@ class Runner:
             self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
             self._finish(item)
             return None
-        target = modules.built[item.spec.name]
-        companions = [path.parent for name, path in modules.built.items() if name != item.spec.name]
         try:
-            verdict = check_loadable(target, item.kernel, extra_dirs=companions)
+            verdict = check_together(modules, item.spec.name, item.kernel)
         except HarnessError as error:
             self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
             self._finish(item)

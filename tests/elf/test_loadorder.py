@@ -6,6 +6,7 @@ fixture modules built against 6.1 and the 6.1 target's own tree.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.kernels.target import KernelTarget
 from harness.lifecycle.cycle import GuestModules
-from harness.lifecycle.loadorder import plan_loads, symbol_order, tree_roots
+from harness.lifecycle.loadorder import check_together, plan_loads, symbol_order, tree_roots
 from harness.lifecycle.spec import ModuleDef, ModuleSpec
 from harness.vm.modules import ModuleTree
 
@@ -61,3 +62,27 @@ def test_softdeps_come_with_their_module_aliases_resolved(kernel_61: KernelTarge
     names = [module.name for module in ModuleTree(kernel_61.modules_dir).resolve(["libcrc32c"])]
     assert set(names) == {"crc32c_generic", "crc32c_intel", "libcrc32c"}
     assert names[-1] == "libcrc32c"
+
+
+def test_companions_are_checked_before_booting_too(
+    fixtures_61: dict[str, Path], kernel_61: KernelTarget, tmp_path: Path
+) -> None:
+    """Two companions exporting the same symbol: the kernel would refuse the second at insmod
+    (ENOEXEC); the pre-boot check names the companion and the kernel's reason."""
+    built = {}
+    for name, fixture in (
+        ("kmh_consumer", "kmh_consumer"),
+        ("kmh_provider", "kmh_provider"),
+        ("kmh_provider_old", "kmh_provider"),
+    ):
+        (tmp_path / name).mkdir()
+        built[name] = tmp_path / name / f"{name}.ko"
+        shutil.copyfile(fixtures_61[fixture], built[name])
+    modules = GuestModules(built=built, order=list(built))
+    verdict = check_together(modules, "kmh_consumer", kernel_61)
+    assert [(r.kind, r.symbol) for r in verdict.reasons] == [("duplicate-export", "kmh_provider_value")]
+    assert verdict.reasons[0].message.startswith(
+        "companion kmh_provider: exports duplicate symbol kmh_provider_value (owned by kmh_provider_old)"
+    )
+    del modules.built["kmh_provider_old"]
+    assert check_together(modules, "kmh_consumer", kernel_61).loadable
