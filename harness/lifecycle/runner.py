@@ -16,13 +16,13 @@ import queue
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from harness.dkms import build_sources, skipped_build
-from harness.elf.check import check_loadable
 from harness.elf.depgraph import show_depends
 from harness.elf.treecache import cached_tree
 from harness.errors import HarnessError
@@ -32,7 +32,9 @@ from harness.kbuild.guest import build_in_guest
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
 from harness.lifecycle.cycle import GuestCycle, GuestLost, GuestModules
+from harness.lifecycle.durations import build_shares
 from harness.lifecycle.interrupt import Interrupted
+from harness.lifecycle.loadorder import check_together, plan_loads
 from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.spec import ModuleDef, ModuleSpec
 from harness.lifecycle.state import Snapshot
@@ -226,16 +228,22 @@ class Runner:
                 if definition in sources and definition not in wanted:
                     wanted.append(definition)
         results: dict[ModuleDef, BuildResult] = {}
-        started = time.monotonic()
         build = self._build_in_guest if self.build_in_vm else self._build_on_host
+        timed: list[tuple[list[ModuleDef], float]] = []
         for batch in _batches_with_unique_names(wanted):
+            started = time.monotonic()
             for definition, result in zip(batch, build([sources[d] for d in batch], kernel), strict=True):
                 results[definition] = result
-        elapsed = time.monotonic() - started
+            timed.append((batch, time.monotonic() - started))
+        users = Counter(
+            d for item in items for d in {*item.spec.companions, item.spec.module} if d in results
+        )
+        shares = build_shares(timed, users)
         for item in items:
             definitions = [d for d in (*item.spec.companions, item.spec.module) if d in results]
             if not definitions:
                 continue
+            elapsed = sum(shares[d] for d in set(definitions))
             failed = [d for d in definitions if not results[d].ok]
             if skipped_build(item.run, [results[d] for d in definitions]):
                 self._step(item, StepResult("build", "skip", elapsed, f"skipped: {item.run.skipped}"))
@@ -290,6 +298,8 @@ class Runner:
                 continue
             result = built[definition]
             try:
+                # The kernel's names: a-b.ko is module a_b, so name = "a_b" or "a-b" both pick it;
+                # a name matching none of several .ko is an error, not the first in sorted order.
                 modules.built[definition.name] = pick_module(result, definition.name).path
             except HarnessError as error:
                 self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
@@ -300,10 +310,14 @@ class Runner:
             modules.sources[definition.name.replace("-", "_")] = shown
         if item.spec.module.debian:
             return self._check_debian(item, modules, started)
-        target = modules.built[item.spec.name]
-        companions = [path.parent for name, path in modules.built.items() if name != item.spec.name]
         try:
-            verdict = check_loadable(target, item.kernel, extra_dirs=companions)
+            plan_loads(modules, item.spec, item.kernel)
+        except HarnessError as error:
+            self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
+            self._finish(item)
+            return None
+        try:
+            verdict = check_together(modules, item.spec.name, item.kernel)
         except HarnessError as error:
             self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
             self._finish(item)

@@ -10,9 +10,13 @@ A spec is a TOML file (one per module, in ``modules/`` for the shipped ones)::
     kernels = ["bookworm"]      # optional; --kernel on the command line wins
     build_against = "same"      # or "other" (a deliberate vermagic mismatch) or a kernel name
 
-    [[companion]]               # other modules built with it and installed beside it
-    template = "exporter"
+    [[companion]]               # other modules built with it and installed beside it, any number;
+    template = "exporter"       # all are loaded in the order their symbols demand (not this order)
     name = "kmh_exporter"
+
+    [[companion]]               # a module of the target's own tree: installed with its dependencies
+    debian = "videodev"         # and softdeps, and modprobed before the built modules (the tree
+                                # modules a built module takes symbols from are found without this)
 
     [load]
     method = "insmod"           # or "modprobe" (installs into /lib/modules/<rel>/extra, depmod)
