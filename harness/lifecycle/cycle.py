@@ -638,7 +638,9 @@ class GuestCycle:
 #: The source line of a WARNING: "... PID: 91 at /path/x.c:20 func" (to 6.17) or
 #: "WARNING: m0/x.c:19 at func" (6.18 on, relative to the M= directory).
 _WARN_AT = re.compile(r"(?:^WARNING: | at )(?P<path>\S+?:\d+) ")
-_BATCH_PATH = re.compile(r"^(?:.*/batch-[^/]+/)?m\d+/")
+#: The build copy's prefix: ``<build root>/umbrella/<name>-<digest>[_<sub dir>]/`` (absolute up
+#: to 6.17, from the umbrella on later), or an older ``[batch-*/]m<N>/``.
+_BATCH_PATH = re.compile(r"^(?:(?:.*/umbrella/)?[^/]*-[0-9a-f]{10}(?:_[^/]+)?|(?:.*/batch-[^/]+/)?m\d+)/")
 
 
 def _sys_name(name: str) -> str:

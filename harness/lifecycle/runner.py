@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from harness.dkms import build_sources, skipped_build
 from harness.elf.depgraph import show_depends
 from harness.elf.treecache import cached_tree
 from harness.errors import HarnessError
-from harness.kbuild import BuildResult, build_modules
+from harness.kbuild import BuildResult, pick_module
+from harness.kbuild.diagnostics import failure_excerpt
 from harness.kbuild.guest import build_in_guest
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
@@ -243,9 +245,12 @@ class Runner:
                 continue
             elapsed = sum(shares[d] for d in set(definitions))
             failed = [d for d in definitions if not results[d].ok]
-            if failed:
+            if skipped_build(item.run, [results[d] for d in definitions]):
+                self._step(item, StepResult("build", "skip", elapsed, f"skipped: {item.run.skipped}"))
+                self._finish(item)
+            elif failed:
                 result = results[failed[0]]
-                evidence = "\n".join(str(d) for d in result.diagnostics) or _tail(result.log)
+                evidence = "\n".join(str(d) for d in result.diagnostics) or failure_excerpt(result.log)
                 errors = len(result.errors)
                 message = f"{failed[0].name} does not build for {kernel.release}" + (
                     f": {errors} compiler error(s), first: {result.errors[0]}".split("\n")[0]
@@ -267,7 +272,7 @@ class Runner:
         return results
 
     def _build_on_host(self, directories: list[Path], kernel: KernelTarget) -> list[BuildResult]:
-        return build_modules(directories, kernel, werror=self.werror)
+        return build_sources(directories, kernel, werror=self.werror)  # DKMS trees with their MAKE[0]
 
     def _build_in_guest(self, directories: list[Path], kernel: KernelTarget) -> list[BuildResult]:
         """kbuild inside the (prewarmed) guest against its own headers; .ko files come back to the host."""
@@ -292,10 +297,14 @@ class Runner:
             if definition.debian:
                 continue
             result = built[definition]
-            kos = result.modules
-            # The kernel's names: a-b.ko is module a_b, so name = "a_b" or "a-b" both pick it.
-            named = [m for m in kos if m.name.replace("-", "_") == definition.name.replace("-", "_")] or kos
-            modules.built[definition.name] = named[0].path
+            try:
+                # The kernel's names: a-b.ko is module a_b, so name = "a_b" or "a-b" both pick it;
+                # a name matching none of several .ko is an error, not the first in sorted order.
+                modules.built[definition.name] = pick_module(result, definition.name).path
+            except HarnessError as error:
+                self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
+                self._finish(item)
+                return None
             modules.order.append(definition.name)
             shown = f"{definition.template} template" if definition.template else str(result.source_dir)
             modules.sources[definition.name.replace("-", "_")] = shown

@@ -190,7 +190,12 @@ def spec_for_template(
 
 
 def spec_for_directory(directory: Path) -> ModuleSpec:
-    """A spec for a user's module directory: load its (first) module, expect a clean cycle."""
+    """A spec for a user's module directory: load its (first) module, expect a clean cycle; for a
+    DKMS tree, every module its dkms.conf declares (see harness.dkms.spec)."""
+    if (directory / "dkms.conf").is_file():
+        from harness.dkms.spec import dkms_spec  # harness.dkms builds on this module
+
+        return dkms_spec(directory)
     name = _module_name_from_kbuild(directory)
     return ModuleSpec(module=ModuleDef(name=name, source=directory.resolve()), origin=str(directory))
 
