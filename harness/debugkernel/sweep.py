@@ -100,7 +100,8 @@ class FaultSweep:
     def __init__(self, cycle: GuestCycle) -> None:
         self.cycle = cycle
         self.modules = set(cycle.modules.built)
-        self.insmod = cycle._load_commands()[-1][1]
+        #: The command that loads the spec's own module (companions load before it, in the cycle).
+        self.insmod = next(command for name, command in cycle._load_commands() if name == cycle.spec.name)
         self.loads = 0
         self.visible_parity = 1
         self.passes_done = 0
