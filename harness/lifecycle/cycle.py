@@ -29,6 +29,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
+from harness.lifecycle.probes import modules_and_initstate_command, split_modules_and_initstate
 from harness.lifecycle.result import ModuleRun, StepResult, StepStatus
 from harness.lifecycle.spec import ModuleSpec
 from harness.lifecycle.state import (
@@ -178,6 +179,8 @@ class GuestCycle:
             self._install()
             if not self._known_state:
                 self._before = self._snapshot()
+            # What was loaded before the module: the "before" snapshot lists it (no extra read).
+            self._preloaded = self._before.sections.get("modules", frozenset())
         except _Trouble as trouble:
             reason = f"the guest broke before the first step: {trouble.crash.summary()}"
             raise GuestLost(reason, trouble.crash) from None
@@ -287,8 +290,6 @@ class GuestCycle:
             self.vm.put(path, f"{extra}/{name}.ko")
         if self.spec.method == "modprobe" or self.spec.module.debian:
             self._sh(f"/sbin/depmod -a {shlex.quote(self.release)}", timeout=DEPMOD_TIMEOUT)
-        proc = self._sh("cat /proc/modules").stdout
-        self._preloaded = frozenset(line.split(" ", 1)[0] for line in proc.splitlines() if line)
 
     def _snapshot(self, *, kallsyms: bool = False) -> Snapshot:
         command = SNAPSHOT_COMMAND + (KALLSYMS_COMMAND + "\n" if kallsyms else "") + END_COMMAND
@@ -358,7 +359,8 @@ class GuestCycle:
         expect = self.spec.expect
         problems: list[str] = []
         notes: list[str] = []
-        proc_modules = self._sh("cat /proc/modules").stdout
+        both = self._sh(modules_and_initstate_command(self.spec.name)).stdout
+        proc_modules, initstate = split_modules_and_initstate(both)
         entry = find_module(proc_modules, self.spec.name)
         if entry is None:
             problems.append(f"{self.spec.name} vanished from /proc/modules")
@@ -366,7 +368,6 @@ class GuestCycle:
             notes.append(entry.describe())
             if entry.state != "Live":
                 problems.append(f"{self.spec.name} is in state {entry.state}, not Live")
-        initstate = self._sh(f"cat /sys/module/{self.spec.name}/initstate").stdout.strip()
         if initstate != "live":
             problems.append(
                 f"/sys/module/{self.spec.name}/initstate is {initstate or 'missing'!r}, not 'live'"
