@@ -23,6 +23,7 @@ from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+from elftools.elf.sections import SymbolTableSection
 
 from harness.errors import HarnessError
 
@@ -38,7 +39,7 @@ def imports_from(program: Path, soname: str) -> dict[str, str] | None:
         dynsym = elf.get_section_by_name(".dynsym")
         versym = elf.get_section_by_name(".gnu.version")
         verneed = elf.get_section_by_name(".gnu.version_r")
-        if dynsym is None or not isinstance(versym, GNUVerSymSection):
+        if not isinstance(dynsym, SymbolTableSection) or not isinstance(versym, GNUVerSymSection):
             return None
         if not isinstance(verneed, GNUVerNeedSection):
             return None
