@@ -1,7 +1,10 @@
-"""Benchmark: 20 rendered modules built with one kbuild per module vs one batched kbuild.
+"""Benchmark: 20 rendered modules built with one kbuild per module vs one batched kbuild, then
+incremental rebuilds against plain ``make``.
 
 Both variants build the same sources from scratch (fresh build directories) against the same
-kernel target, in the same run, so the ratio is meaningful on a busy machine too.
+kernel target, in the same run, so the ratio is meaningful on a busy machine too. Then: a no-op
+rebuild of all 20 with kmh against plain make's no-op rerun over the same 20 directories
+(target: within 2x), and a one-file change in one of the 20, for both.
 
     .venv/bin/python bench/build.py [--kernel bookworm] [--count 20]
 """
@@ -9,12 +12,17 @@ kernel target, in the same run, so the ratio is meaningful on a busy machine too
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from harness.buildenv import command_for
 from harness.kbuild import build_modules
 from harness.kernels.store import KernelStore
+from harness.kernels.target import KernelTarget
 from harness.templates import write_module
 
 TEMPLATES = ("hello", "params", "chardev", "misc", "procfs")
@@ -56,6 +64,47 @@ def main() -> None:
             "one batched make for all", lambda: build_modules(sources, kernel, build_root=root / "batched")
         )
         print(f"batched is {separate / batched:.1f}x faster (target >= 3x)")
+        incremental(kernel, sources, root)
+
+
+def incremental(kernel: KernelTarget, sources: list[Path], root: Path) -> None:
+    """No-op and one-file rebuilds: kmh (stable copies, same build root as the batched build)
+    against plain make over one directory holding the same 20 module directories."""
+    plain = root / "plain"
+    for source in sources:
+        shutil.copytree(source, plain / source.name)
+    (plain / "Kbuild").write_text(f"obj-y += {' '.join(f'{s.name}/' for s in sources)}\n")
+    argv, _ = command_for(
+        kernel,
+        ["make", f"-j{os.cpu_count() or 1}", "-C", str(kernel.kbuild_dir), f"M={plain}", "modules"],
+        writable=[plain],
+    )
+
+    def make() -> float:
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True)
+        return time.perf_counter() - started
+
+    make()
+    kmh_noop = timed(
+        "kmh: no-op rebuild", lambda: build_modules(sources, kernel, build_root=root / "batched")
+    )
+    plain_noop = make()
+    print(f"{'plain make: no-op rerun':<34} {plain_noop:7.2f} s")
+    print(f"kmh no-op rebuild is {kmh_noop / plain_noop:.2f}x plain make's (target <= 2x)")
+    changed = sources[len(sources) // 2]
+    for tree in (changed, plain / changed.name):
+        for source_file in tree.glob("*.c"):
+            source_file.write_text(source_file.read_text() + "/* touched */\n")
+            later = source_file.stat().st_mtime + 2
+            os.utime(source_file, (later, later))
+            break
+    kmh_one = timed(
+        "kmh: one file changed", lambda: build_modules(sources, kernel, build_root=root / "batched")
+    )
+    plain_one = make()
+    print(f"{'plain make: one file changed':<34} {plain_one:7.2f} s")
+    print(f"kmh one-file rebuild is {kmh_one / plain_one:.2f}x plain make's")
 
 
 if __name__ == "__main__":

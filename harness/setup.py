@@ -44,6 +44,7 @@ APT_PACKAGES = [
     "locales",  # localedef: output tests compile a strict en_US.UTF-8 locale privately (LOCPATH)
     "mmdebstrap",  # per-suite build environments (bullseye, trixie, sid toolchains)
     "bubblewrap",  # entering them: no network, host paths bound at their own paths
+    "patch",  # a DKMS package's PATCH[] files, applied to its build copy
     "chromium",  # the HTML report's test loads it in a real headless browser
 ]
 #: Kernel targets (and, through 'kmh kernel add', their suites' build environments) the test

@@ -8,7 +8,10 @@ from pathlib import Path
 from plumbum import cli
 
 from harness.commands.common import kernel_targets
+from harness.dkms import build_dkms, is_dkms_tree
 from harness.kbuild import build_modules
+from harness.kbuild.diagnostics import failure_excerpt
+from harness.kernels.target import KernelTarget
 
 
 class BuildCommand(cli.Application):
@@ -26,10 +29,13 @@ class BuildCommand(cli.Application):
             print("kmh build: name at least one module directory", file=sys.stderr)
             return 2
         failed = False
+        packages = [Path(d) for d in directories if is_dkms_tree(Path(d))]
+        plain = [Path(d) for d in directories if not is_dkms_tree(Path(d))]
         for kernel in kernel_targets(self.kernels):
-            results = build_modules(
-                [Path(d) for d in directories], kernel, jobs=self.jobs, werror=self.werror
-            )
+            failed |= _build_packages(packages, kernel, self.werror)
+            if not plain:
+                continue
+            results = build_modules(plain, kernel, jobs=self.jobs, werror=self.werror)
             environments = sorted({result.environment for result in results if result.environment})
             if environments:
                 where = "the host's toolchain" if environments == ["host"] else ", ".join(environments)
@@ -43,10 +49,35 @@ class BuildCommand(cli.Application):
                 else:
                     failed = True
                     errors = len(result.errors)
-                    detail = f"{errors} error(s)" if errors else "kbuild failed:\n" + _tail(result.log)
+                    detail = (
+                        f"{errors} error(s)" if errors else "kbuild failed:\n" + failure_excerpt(result.log)
+                    )
                     print(f"kmh build: {result.source_dir} for {kernel.release}: {detail}", file=sys.stderr)
         return 1 if failed else 0
 
 
-def _tail(log: str, lines: int = 15) -> str:
-    return "\n".join(log.rstrip().splitlines()[-lines:])
+def _build_packages(packages: list[Path], kernel: KernelTarget, werror: bool) -> bool:
+    """Build DKMS trees with their own MAKE[0]; print each declared module's .ko. A kernel the
+    package's BUILD_EXCLUSIVE rules out is reported as skipped, not failed. True if any failed."""
+    failed = False
+    for source in packages:
+        package = build_dkms(source, kernel, werror=werror)
+        where = f"{source} ({package.conf.package} {package.conf.version}) for {kernel.release}"
+        if package.skipped:
+            print(f"kmh build: {where}: skipped: {package.skipped}", file=sys.stderr)
+            continue
+        diagnostics = {str(d) for r in package.results.values() for d in r.diagnostics}
+        for diagnostic in sorted(diagnostics):
+            print(diagnostic, file=sys.stderr)
+        if package.ok:
+            for result in package.results.values():
+                for module in result.modules:
+                    print(module.path)
+        else:
+            failed = True
+            missing = [name for name, result in package.results.items() if not result.ok]
+            print(
+                f"kmh build: {where}: {', '.join(missing)} not built:\n{failure_excerpt(package.log)}",
+                file=sys.stderr,
+            )
+    return failed

@@ -3,7 +3,8 @@ module's dependency tree.
 
 DIR is a module tree (``lib/modules/<release>``), or the name of a kernel target, meaning its
 tree. The text is byte-identical to what ``depmod -n`` writes for that tree; a dependency cycle
-is an error naming the cycle.
+is an error naming the cycle. A file that is not a readable module (empty, truncated) gets an
+error line on stderr and no dependencies, as with depmod, and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class DepsCommand(cli.Application):
         from harness.elf.depgraph import dependency_graph
 
         graph = dependency_graph(_tree_path(directory))
+        # As depmod: each unreadable file gets an error line and no dependencies, the rest is
+        # written; unlike depmod (which exits 0), the exit code then says something was wrong.
+        for module in graph.tree.unreadable:
+            reason = module.error.removeprefix(f"{module.location}: ")
+            print(
+                f"kmh deps: ERROR: failed to load symbols from {module.location}: {reason}", file=sys.stderr
+            )
+        status = 1 if graph.tree.unreadable else 0
         if self.graph is not None:
             module = graph.tree.find(self.graph)
             print(graph.tree_text(module))
@@ -40,11 +49,11 @@ class DepsCommand(cli.Application):
             print("load order:")
             for item in graph.load_order(module):
                 print(f"  {item.relpath}")
-            return 0
+            return status
         out = sys.stdout.buffer
         out.write(graph.modules_symbols() if self.symbols else graph.modules_dep())
         out.flush()
-        return 0
+        return status
 
 
 def _tree_path(argument: str) -> Path:

@@ -46,6 +46,7 @@ class Reason:
     """One reason the module would be refused."""
 
     #: vermagic | no-versions | unknown-symbol | crc | gpl-only | namespace | unsigned | name-taken
+    #: | duplicate-export
     kind: str
     message: str
     symbol: str = ""
@@ -163,6 +164,7 @@ def check_loadable(
     providers = _providers(graph, me, symvers)
     for name, weak, crc in _needed_symbols(info, crcs_checked):
         _check_symbol(info, name, weak, crc, providers.get(name), crcs_checked, config, found)
+    _check_duplicate_exports(me, graph, target_tree, symvers, found)
     load_first = tuple(m.path.resolve() for m in graph.load_order(me)[:-1])
     return LoadCheck(info, kernel.release, tuple(found.reasons), load_first, tuple(found.notes))
 
@@ -295,6 +297,54 @@ def _check_symbol(
                     f"disagrees about version of symbol {name} "
                     f"(module {crc:#010x}, kernel {provider.crc:#010x} from {provider.owner})",
                     name,
+                )
+            )
+
+
+def _check_duplicate_exports(
+    me: TreeModule,
+    graph: DependencyGraph,
+    target: ModuleTree,
+    symvers: dict[str, SymversEntry],
+    found: _Findings,
+) -> None:
+    """The kernel refuses a module exporting a symbol a loaded module or vmlinux already exports.
+
+    vmlinux is always there and the --with modules are loaded with this one, so a clash with
+    them is a reason; a module of the target's tree clashes only while it is loaded: a note.
+    """
+    mine = set(me.exports)
+    if not mine:
+        return
+    for module in graph.tree.modules:
+        clash = sorted(mine.intersection(module.exports)) if module is not me else []
+        if not clash:
+            continue
+        name = clash[0].decode("utf-8", "surrogateescape")
+        more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+        if target.by_name.get(module.name) is module:
+            found.notes.append(
+                f"exports {name}{more} like {module.name} of the kernel's tree ({module.relpath}): "
+                f"refused while {module.name} is loaded"
+            )
+        else:
+            found.reasons.append(
+                Reason(
+                    "duplicate-export",
+                    f"exports duplicate symbol {name} (owned by {module.name}){more}: "
+                    "the kernel refuses the second module",
+                    name,
+                )
+            )
+    for raw in sorted(mine):
+        entry = symvers.get(raw.decode("utf-8", "surrogateescape"))
+        if entry is not None and entry.module == VMLINUX:
+            found.reasons.append(
+                Reason(
+                    "duplicate-export",
+                    f"exports duplicate symbol {entry.name} (owned by the kernel, vmlinux): "
+                    "the kernel refuses the module",
+                    entry.name,
                 )
             )
 

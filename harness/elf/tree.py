@@ -49,6 +49,9 @@ class TreeModule:
     exports: list[bytes] = field(default_factory=list)
     #: (symbol, weak) for each undefined symbol, then __versions names with no undefined symbol.
     needs: list[tuple[bytes, bool]] = field(default_factory=list)
+    #: Why the file could not be read (empty, truncated, not ELF): it then has no symbols and,
+    #: as with depmod, still gets its (empty) modules.dep line.
+    error: str = ""
 
     @property
     def path(self) -> Path:
@@ -77,6 +80,15 @@ def module_facts(path: Path | str) -> tuple[list[bytes], list[tuple[bytes, bool]
     return table.export_names(), needs
 
 
+def _facts_or_error(path: str) -> tuple[list[bytes], list[tuple[bytes, bool]], str]:
+    """module_facts, or no facts and the reason: one bad file must not hide a whole tree."""
+    try:
+        exports, needs = module_facts(path)
+    except HarnessError as error:
+        return [], [], error.message
+    return exports, needs, ""
+
+
 class ModuleTree:
     """The modules of one tree directory, in depmod's order, with their symbol facts."""
 
@@ -91,6 +103,11 @@ class ModuleTree:
 
     def __len__(self) -> int:
         return len(self.modules)
+
+    @property
+    def unreadable(self) -> list[TreeModule]:
+        """Module files whose symbols could not be read (depmod: "failed to load symbols")."""
+        return [module for module in self.modules if module.error]
 
     def find(self, name_or_path: str) -> TreeModule:
         """The module called NAME (dashes or underscores), or with that relative path."""
@@ -193,12 +210,12 @@ def read_symbols_of(modules: list[TreeModule]) -> None:
             chunk = max(1, len(compressed) // (workers * 8))
             for module, facts in zip(
                 compressed,
-                pool.map(module_facts, [m.location for m in compressed], chunksize=chunk),
+                pool.map(_facts_or_error, [m.location for m in compressed], chunksize=chunk),
                 strict=True,
             ):
-                module.exports, module.needs = facts
+                module.exports, module.needs, module.error = facts
         remaining = [m for m in modules if m.relpath.endswith(".ko")]
     else:
         remaining = modules
     for module in remaining:
-        module.exports, module.needs = module_facts(module.location)
+        module.exports, module.needs, module.error = _facts_or_error(module.location)

@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.elf.tree import ModuleTree, TreeModule, read_symbols_of
 from harness.paths import cache_root
 
-_VERSION = 1
+_VERSION = 2  # 2: entries carry the read error of an unreadable file
 
 
 def _cache_file(root: Path) -> Path:
@@ -49,12 +49,12 @@ def cached_tree(root: Path | str) -> ModuleTree:
         stamps[module.relpath] = stamp
         entry = entries.get(module.relpath)
         if entry is not None and entry[0] == stamp:
-            module.exports, module.needs = entry[1], entry[2]
+            module.exports, module.needs, module.error = entry[1], entry[2], entry[3]
         else:
             stale.append(module)
     if stale or len(entries) != len(tree.modules):
         read_symbols_of(stale)
-        fresh = {m.relpath: (stamps[m.relpath], m.exports, m.needs) for m in tree.modules}
+        fresh = {m.relpath: (stamps[m.relpath], m.exports, m.needs, m.error) for m in tree.modules}
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
         with open(temporary, "wb") as handle:

@@ -22,6 +22,14 @@ DIAGNOSTIC = re.compile(
 MODPOST = re.compile(
     r"^(?P<severity>ERROR|FATAL|WARNING): modpost: (?P<message>.*?(?P<module>[\w-]+)\.ko.*)$", re.M
 )
+#: modpost's complaints that start with the path of an object or module (``x.o`` on 6.1, ``x``
+#: on 6.12, ``x.ko`` on 7.x), e.g. ``WARNING: modpost: /b/m/x.o: section mismatch in reference``.
+MODPOST_OBJECT = re.compile(
+    r"^(?P<severity>ERROR|WARNING): modpost: (?P<file>\S*/\S+?): (?P<message>.*)$", re.M
+)
+#: objtool's checks of each object (``x.o: warning: objtool: init_module(): not an indirect
+#: call target``): no line number, and no compiler flag makes them errors, so --werror counts them.
+OBJTOOL = re.compile(r"^(?P<file>\S+?\.o): (?P<severity>warning|error): objtool: (?P<message>.*)$", re.M)
 #: Lines gcc prints under a diagnostic: the source line and the caret line.
 EXCERPT = re.compile(r"^\s*(\d+\s*)?\|")
 
@@ -98,12 +106,17 @@ def _map_path(file: Path, mapping: dict[Path, Path]) -> Path:
     return file
 
 
-def modpost_diagnostics(log: str, owner_of: Callable[[str], Path | None]) -> dict[Path, list[Diagnostic]]:
-    """modpost's errors and warnings, attributed by module name through ``owner_of`` (name →
-    source directory). They point at the directory's Kbuild: modpost works on the linked
-    module, so there is no source line to name."""
+def modpost_diagnostics(
+    log: str, owner_of: Callable[[str], Path | None], mapping: dict[Path, Path] | None = None
+) -> dict[Path, list[Diagnostic]]:
+    """modpost's and objtool's errors and warnings. Those naming a module are attributed through
+    ``owner_of`` (name → source directory) and point at the directory's Kbuild: modpost works on
+    the linked module, so there is no source line to name. Those naming an object file are
+    attributed through ``mapping`` (build copy → source directory) and name that object."""
     grouped: dict[Path, list[Diagnostic]] = {}
     for match in MODPOST.finditer(log):
+        if MODPOST_OBJECT.match(match.group(0)):
+            continue
         source = owner_of(match.group("module"))
         if source is None:
             continue
@@ -111,4 +124,36 @@ def modpost_diagnostics(log: str, owner_of: Callable[[str], Path | None]) -> dic
         grouped.setdefault(source, []).append(
             Diagnostic(source / "Kbuild", 0, None, severity, match.group("message"))
         )
+    for pattern, tool in ((MODPOST_OBJECT, "modpost"), (OBJTOOL, "objtool")):
+        for match in pattern.finditer(log):
+            file = Path(match.group("file"))
+            source = _owner(str(file), mapping or {})
+            if source is None:
+                continue
+            severity = "warning" if match.group("severity").lower() == "warning" else "error"
+            grouped.setdefault(source, []).append(
+                Diagnostic(
+                    _map_path(file, mapping or {}), 0, None, severity, f"{tool}: {match.group('message')}"
+                )
+            )
     return grouped
+
+
+#: Lines of a kbuild log that say nothing about why it failed: make changing directory, and
+#: kbuild's progress lines (``  CC [M]  x.o``, ``  LD [M]``, ``  MODPOST``...).
+NOISE = re.compile(
+    r"^(make(\[\d+\])?: (Entering|Leaving|Nothing to be done)|\s+[A-Z][A-Z0-9_]*( \[M\])?\s+\S)"
+)
+
+
+def failure_excerpt(log: str, lines: int = 30) -> str:
+    """The end of a failed kbuild's log without its noise: what a compiler, linker, shell or
+    make itself said (``No rule to make target``, ``No such file or directory``), so a failure
+    with no gcc diagnostic still shows its cause rather than make's Entering/Leaving lines."""
+    meaningful = [line for line in log.rstrip().splitlines() if line.strip() and not NOISE.match(line)]
+    if not meaningful:
+        return (
+            "make finished without an error but built no .ko: no obj-m reached "
+            "(check obj-m and obj-y += sub/ in the Kbuild or Makefile)"
+        )
+    return "\n".join(meaningful[-lines:])

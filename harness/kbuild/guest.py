@@ -33,6 +33,11 @@ def build_in_guest(vm: BuildingGuest, directories: list[Path], kernel: KernelTar
     modpost named, and only failures nobody can be blamed for fall back to one build each."""
     out = cache_root() / "guest-build" / kernel.release
     for directory in directories:
+        if (directory / "dkms.conf").is_file():
+            raise HarnessError(
+                f"{directory}: a DKMS tree is built on the host with its own MAKE[0]; "
+                "run it without building in the VM"
+            )
         module_files(directory.resolve())  # FIFOs, devices, symlinks out of the tree: refused by name
     results = [
         BuildResult(source_dir=d.resolve(), kernel=kernel, build_dir=out / d.name) for d in directories

@@ -1,35 +1,50 @@
-"""Batched out-of-tree kbuild: many module directories, one ``make``.
+"""Batched, incremental out-of-tree kbuild: many module directories, one ``make``.
 
 kbuild's per-invocation cost (reading the kernel's Makefiles, the config, modpost over all of
 Module.symvers) dwarfs compiling a small module, so building N modules with N ``make`` runs is
 slow. Here every module directory gets a private copy under the build root, and one umbrella
-directory whose Kbuild says ``obj-y += m0/ m1/ ...`` (symlinks to the copies) is built with
+directory whose Kbuild says ``obj-y += a-1f2e/ b-3c4d/ ...`` (symlinks to the copies) is built with
 ``make -C KDIR M=umbrella``. One modpost sees all modules, so a consumer links against an
 exporter built in the same batch with no KBUILD_EXTRA_SYMBOLS.
+
+The copies and the umbrella have stable paths per (source directory, kernel), and the sources are
+mirrored with their mtimes, so kbuild's own dependency tracking makes a second identical build a
+no-op and a one-file change recompiles one file. Diagnostics of objects make did not need to
+touch again are remembered from the build that produced them. A build tree is used by one
+harness process at a time (a lock next to it).
+
+kbuild before 7.x cannot put an external module's objects outside its source tree (``MO=`` is
+new in 7.x), and the user's tree stays clean, so the build works on a copy: of the module
+directory, or of the project root above it when its Kbuild or sources reach up
+(``ccflags-y := -I$(src)/../include``), with the layout preserved so every path relative to
+``$(src)`` stays valid.
 
 When one module fails to compile, modpost does not run for anyone: :mod:`harness.kbuild.batching`
 (shared with the in-guest build) builds the batch again without the modules that failed and, if
 failures cannot be attributed, each module alone, so one bad module never hides the others.
 
-A directory named twice (or by two paths to the same place) is built once and its result is
-reported for each name: two umbrella entries for one copy would compile the same files
-concurrently and race (``fixdep: error opening file``). Only regular files and directories are
-copied; a symlink to a regular file inside the module directory is copied as that file, and
-anything else (a FIFO, a device, a symlink out of the directory or to ``/dev/zero``) is refused by
-name before anything is copied, since copying it can block, never end or leak host files.
+A directory named twice (or by two paths to the same place, or inside another named directory's
+project) is built once and its result is reported for each name: two umbrella entries for one
+copy would compile the same files concurrently and race (``fixdep: error opening file``). Only
+regular files and directories are copied; a symlink to a regular file inside the module directory
+is copied as that file, and anything else (a FIFO, a device, a symlink out of the directory or to
+``/dev/zero``) is refused by name before anything is copied, since copying it can block, never
+end or leak host files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import os
 import re
 import shutil
 import signal
 import stat
 import subprocess
-import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,14 +58,19 @@ from harness.errors import HarnessError, ToolMissing
 from harness.kbuild.batching import batch_and_blame
 from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
 from harness.kernels.target import KernelTarget
+from harness.locking import exclusive
 from harness.paths import cache_root
 
 #: Files of a previous build that must not be copied into the build tree.
 BUILD_PRODUCTS = (
     "*.o", "*.ko", "*.mod", "*.mod.c", "*.cmd", ".*.cmd", "Module.symvers", "modules.order",
-    ".tmp_versions", "*.ko.*", ".cache.mk",
+    ".tmp_versions", "*.ko.*", ".cache.mk", ".kmh-*",
 )  # fmt: skip
 FAILED_TARGET = re.compile(r"\*\*\* \[[^\]]*?(?P<path>/\S+?)\] Error \d+")
+#: kbuild's progress line for one compiled object (``.mod.o`` files are modpost's, not the user's).
+COMPILED = re.compile(r"^\s+CC \[M\]\s+(?P<object>\S+?(?<!\.mod)\.o)$", re.M)
+#: kbuild's progress line for modpost's run over all modules.
+MODPOST_RAN = re.compile(r"^\s+MODPOST\s", re.M)
 #: The shell's word for a program that is not on PATH, as make's recipes report it.
 MISSING_TOOL = re.compile(r"^/bin/sh: \d+: (?P<tool>[\w.+-]+): not found$", re.M)
 #: Debian packages of the programs kbuild runs whose package has another name.
@@ -79,16 +99,21 @@ class BuildResult:
     log: str = ""
     #: The build environment make ran in: ``host`` or a per-suite one (see harness.buildenv).
     environment: str = ""
+    #: ``--werror``: gcc gets -Werror, and objtool's and modpost's warnings (which no compiler
+    #: flag turns into errors) fail the build too.
+    werror: bool = False
+    #: The directory copied into the build tree: the source directory itself, or the project
+    #: root above it when its Kbuild or sources reach out of it (``-I$(src)/../include``).
+    project_root: Path | None = None
 
     @property
     def ok(self) -> bool:
-        return bool(self.modules) and not any(
-            d.severity in ("error", "fatal error") for d in self.diagnostics
-        )
+        return bool(self.modules) and not self.errors
 
     @property
     def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity in ("error", "fatal error")]
+        failing = ("error", "fatal error", "warning") if self.werror else ("error", "fatal error")
+        return [d for d in self.diagnostics if d.severity in failing]
 
     @property
     def warnings(self) -> list[Diagnostic]:
@@ -117,40 +142,127 @@ def build_modules(
     if shutil.which("make") is None:
         raise ToolMissing("make", "make", "kbuild runs it")
     root = (build_root or default_build_root()) / kernel.release
-    unique: dict[Path, BuildResult] = {}
-    for source in sources:
-        resolved = Path(source).resolve()
-        if resolved not in unique:
-            unique[resolved] = _prepare(resolved, kernel, root)
-    results = list(unique.values())
-    try:
-        command_for(kernel, ["make"], writable=[root])  # creates the environment once, if missing
-    except HarnessError as error:
-        # This kernel's modules cannot be built; other kernels' results are unaffected.
-        for result in results:
-            result.log = f"no build environment for {kernel.release}: {error.message}\n{error.details}"
-        return [unique[Path(source).resolve()] for source in sources]
+    # One kbuild at a time per build tree: the copies and the umbrella are stable (that is what
+    # makes a second build a no-op), so two harness processes must not rewrite them at once.
+    with exclusive(root):
+        unique: dict[Path, BuildResult] = {}
+        projects = _projects([Path(source).resolve() for source in sources])
+        for resolved, project in projects.items():
+            unique[resolved] = _prepare(resolved, project, kernel, root, werror=werror)
+        results = list(unique.values())
+        try:
+            command_for(kernel, ["make"], writable=[root])  # creates the environment once, if missing
+        except HarnessError as error:
+            # This kernel's modules cannot be built; other kernels' results are unaffected.
+            for result in results:
+                result.log = f"no build environment for {kernel.release}: {error.message}\n{error.details}"
+            return [unique[Path(source).resolve()] for source in sources]
 
-    def make(batch: list[BuildResult]) -> set[Path]:
-        log, failed = _make(batch, kernel, jobs=jobs, werror=werror, root=root)
-        for result in batch:
-            result.log = log
-            _collect(result)
-        return failed
+        def make(batch: list[BuildResult]) -> set[Path]:
+            started = time.time()
+            log, failed, status = _make(batch, kernel, jobs=jobs, werror=werror, root=root)
+            for result in batch:
+                result.log = log
+                _collect(result, fresh_since=None if status == 0 else started)
+            return failed
 
-    batch_and_blame(results, make)  # type: ignore[arg-type]
+        batch_and_blame(results, make)  # type: ignore[arg-type]
+        _prune(root, keep={root / r.build_dir.relative_to(root).parts[0] for r in results})
     return [unique[Path(source).resolve()] for source in sources]
 
 
-def _prepare(source: Path, kernel: KernelTarget, root: Path) -> BuildResult:
+#: A build copy nobody built for this long is removed (rendered templates get a new one per run).
+UNUSED_COPY_SECONDS = 7 * 24 * 3600
+
+
+def _prune(root: Path, *, keep: set[Path]) -> None:
+    """Mark the copies just used and remove those unused for a week, so the build tree does not
+    grow without end; called with the build tree's lock held."""
+    now = time.time()
+    for copy in keep:
+        with contextlib.suppress(OSError):
+            os.utime(copy, (now, now))
+    for entry in root.iterdir():
+        if entry in keep or not entry.is_dir() or entry.is_symlink() or entry.name == "umbrella":
+            continue
+        with contextlib.suppress(OSError):
+            if now - entry.stat().st_mtime > UNUSED_COPY_SECONDS:
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _projects(sources: list[Path]) -> dict[Path, Path]:
+    """Each distinct source directory and the directory to copy for it. A source inside another
+    one's project (``project/sub1`` next to ``project`` with ``obj-y += sub1/``) shares that copy,
+    so its files are compiled once, by the project's kbuild."""
+    for source in sources:
+        if not source.is_dir():
+            raise HarnessError(f"{source}: not a module directory")
+    own = {source: project_root(source) for source in dict.fromkeys(sources)}
+    return {
+        source: min((p for p in own.values() if source.is_relative_to(p)), key=lambda p: len(p.parts))
+        for source in own
+    }
+
+
+def _prepare(source: Path, project: Path, kernel: KernelTarget, root: Path, *, werror: bool) -> BuildResult:
+    """Mirror SOURCE (or the project root its build reaches into) to a stable place under ROOT.
+
+    The copy's path depends only on the directory copied, so the next build of the same source
+    for the same kernel finds kbuild's objects and ``.cmd`` files of the last one and recompiles
+    only what changed."""
     if not source.is_dir():
         raise HarnessError(f"{source}: not a module directory")
     if not (source / "Kbuild").is_file() and not (source / "Makefile").is_file():
         raise HarnessError(f"{source}: no Kbuild or Makefile, so kbuild cannot build it")
-    digest = hashlib.sha256(str(source).encode()).hexdigest()[:10]
-    build_dir = root / f"{_safe(source.name)}-{digest}"
-    _sync_tree(source, build_dir)
-    return BuildResult(source_dir=source, kernel=kernel, build_dir=build_dir)
+    digest = hashlib.sha256(str(project).encode()).hexdigest()[:10]
+    copy = root / f"{_safe(project.name)}-{digest}"
+    _sync_tree(project, copy)
+    return BuildResult(
+        source_dir=source,
+        kernel=kernel,
+        build_dir=copy / source.relative_to(project),
+        werror=werror,
+        project_root=project,
+    )
+
+
+#: How a Kbuild, Makefile or source file names something above its own directory:
+#: ``-I$(src)/../include``, ``$(M)/../common``, ``-I../include``, ``#include "../x.h"``.
+REACHES_UP = re.compile(
+    r"""(?:\$[({](?:src|obj|M|PWD|CURDIR|KBUILD_EXTMOD)[)}]/|-I\s*|#\s*include\s*")(?P<up>(?:\.\./)+)"""
+)
+#: No project root is searched further up than this from the module directory.
+MAX_CLIMB = 3
+
+
+def project_root(source: Path) -> Path:
+    """The directory to copy so that every path SOURCE's build reaches by ``..`` stays valid.
+
+    kbuild before 7.x cannot put an external module's objects outside its source tree, and the
+    user's tree must stay clean, so the build works on a copy; a copy of the module directory
+    alone breaks ``ccflags-y := -I$(src)/../include``. The climb is read from the Kbuild and
+    Makefiles (``$(src)/..``, ``-I..``) and the C sources (``#include "../..."``) of SOURCE."""
+    climb = 0
+    for directory, dirnames, filenames in os.walk(source):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        depth = len(Path(directory).relative_to(source).parts)
+        for name in filenames:
+            if not (name in ("Kbuild", "Makefile") or name.endswith((".c", ".h", ".mk", ".S"))):
+                continue
+            path = Path(directory) / name
+            if not path.is_file():
+                continue  # a FIFO or a link to /dev/zero: module_files refuses it by name later
+            try:
+                with path.open("rb") as handle:
+                    text = handle.read(1 << 20).decode(errors="replace")
+            except OSError:
+                continue
+            for match in REACHES_UP.finditer(text):
+                # A Makefile's $(src) is its own directory; -I.. and #include ".." are relative
+                # to it too (kbuild compiles with -I$(src) for every directory).
+                climb = max(climb, match.group("up").count("../") - depth)
+    climb = min(climb, MAX_CLIMB, len(source.parents) - 1)
+    return source.parents[climb - 1] if climb > 0 else source
 
 
 def _safe(name: str) -> str:
@@ -212,8 +324,6 @@ def _sync_tree(source: Path, destination: Path) -> None:
     ignore = shutil.ignore_patterns(*BUILD_PRODUCTS)
     files = module_files(source)  # everything checked before anything is copied
     destination.mkdir(parents=True, exist_ok=True)
-    for stale in destination.rglob("*.ko"):
-        stale.unlink()
     wanted = set(files)
     for relative in files:
         source_file = source / relative
@@ -239,59 +349,148 @@ def _sync_tree(source: Path, destination: Path) -> None:
 
 def _make(
     batch: list[BuildResult], kernel: KernelTarget, *, jobs: int | None, werror: bool, root: Path
-) -> tuple[str, set[Path]]:
-    """One kbuild run over ``batch``; returns its log and the source dirs it saw fail."""
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="batch-", dir=root) as umbrella_name:
-        umbrella = Path(umbrella_name)
-        mapping: dict[Path, Path] = {}
-        subdirs = []
-        for index, result in enumerate(batch):
-            link = umbrella / f"m{index}"
-            link.symlink_to(result.build_dir)
-            mapping[link] = result.source_dir
-            mapping[result.build_dir] = result.source_dir
-            subdirs.append(f"m{index}/")
-        (umbrella / "Kbuild").write_text(f"obj-y += {' '.join(subdirs)}\n")
-        arguments = [
-            "-k",
-            f"-j{jobs or os.cpu_count() or 1}",
-            "-C",
-            str(kernel.kbuild_dir),
-            f"M={umbrella}",
-            "modules",
-        ]
-        if werror:
-            arguments.append("KCFLAGS=-Werror")
-        argv, environment = command_for(kernel, ["make", *arguments], writable=[root])
-        for result in batch:
-            result.environment = environment
-        log = _absolute(_run_make(local[argv[0]][argv[1:]]), umbrella, len(batch))
-        missing = MISSING_TOOL.search(log)
-        if missing and environment == HOST:
-            # The host lacks a program kbuild runs (gcc-12, pahole...): no module is at fault.
-            tool = missing.group("tool")
-            raise ToolMissing(tool, TOOL_PACKAGES.get(tool, tool), f"kbuild for {kernel.release} runs it")
-        grouped = parse_diagnostics(log, mapping)
-        for result in batch:
-            result.diagnostics = grouped.get(result.source_dir, [])
-        failed = set()
-        for match in FAILED_TARGET.finditer(log):
-            for link, source in mapping.items():
-                if match.group("path").startswith(f"{link}/"):
-                    failed.add(source)
+) -> tuple[str, set[Path], int]:
+    """One kbuild run over ``batch``; returns its log, the source dirs it saw fail, make's status.
 
-        def owner_of(module: str) -> Path | None:
-            owner = next((r for r in batch if any(r.build_dir.rglob(f"{module}.o"))), None)
-            return owner.source_dir if owner else None
+    The umbrella directory and its entries have stable names (an entry is named after the copy it
+    links to), so the command lines kbuild records in its ``.cmd`` files are the same from one
+    build to the next and an unchanged module is not recompiled."""
+    umbrella = root / "umbrella"
+    umbrella.mkdir(parents=True, exist_ok=True)
+    for stale in umbrella.iterdir():
+        if stale.is_symlink():
+            stale.unlink()  # entries are made afresh below; kbuild's own files there are kept
+    links: dict[Path, Path] = {}
+    entries = []
+    for result in batch:
+        if any(
+            result.build_dir != other.build_dir and result.build_dir.is_relative_to(other.build_dir)
+            for other in batch
+        ):
+            continue  # built by its parent's ``obj-y += sub/``: a second entry would compile it twice
+        name = _entry_name(result, root)
+        link = umbrella / name
+        link.symlink_to(result.build_dir)
+        links[result.build_dir] = link
+        entries.append(name)
+    # Deepest directories first: a file of ``project/sub`` belongs to the module built there,
+    # not to the project root's module whose copy also contains it.
+    mapping: dict[Path, Path] = {}
+    for result in sorted(batch, key=lambda r: len(r.build_dir.parts), reverse=True):
+        parent = next(
+            d
+            for d in sorted(links, key=lambda d: len(d.parts), reverse=True)
+            if result.build_dir.is_relative_to(d)
+        )
+        mapping[links[parent] / result.build_dir.relative_to(parent)] = result.source_dir
+        mapping[result.build_dir] = result.source_dir
+    kbuild = f"obj-y += {' '.join(f'{e}/' for e in entries)}\n"
+    if not (umbrella / "Kbuild").is_file() or (umbrella / "Kbuild").read_text() != kbuild:
+        (umbrella / "Kbuild").write_text(kbuild)
+    arguments = [
+        "-k",
+        f"-j{jobs or os.cpu_count() or 1}",
+        "-C",
+        str(kernel.kbuild_dir),
+        f"M={umbrella}",
+        "modules",
+    ]
+    if werror:
+        arguments.append("KCFLAGS=-Werror")
+    argv, environment = command_for(kernel, ["make", *arguments], writable=[root])
+    for result in batch:
+        result.environment = environment
+    output, status = _run_make(local[argv[0]][argv[1:]])
+    log = _absolute(output, umbrella, entries)
+    missing = MISSING_TOOL.search(log)
+    if missing and environment == HOST:
+        # The host lacks a program kbuild runs (gcc-12, pahole...): no module is at fault.
+        tool = missing.group("tool")
+        raise ToolMissing(tool, TOOL_PACKAGES.get(tool, tool), f"kbuild for {kernel.release} runs it")
+    grouped = parse_diagnostics(log, mapping)
+    compiled = {Path(match.group("object")) for match in COMPILED.finditer(log)}
+    for result in batch:
+        result.diagnostics = [_outside_copy(d, result, root) for d in grouped.get(result.source_dir, [])]
+    failed = set()
+    for match in FAILED_TARGET.finditer(log):
+        for link, source in mapping.items():
+            if match.group("path").startswith(f"{link}/"):
+                failed.add(source)
 
-        for source, found in modpost_diagnostics(log, owner_of).items():
-            next(r for r in batch if r.source_dir == source).diagnostics.extend(found)
-        failed |= {result.source_dir for result in batch if result.errors}
-        return log, failed
+    def owner_of(module: str) -> Path | None:
+        owner = next((r for r in batch if any(r.build_dir.rglob(f"{module}.o"))), None)
+        return owner.source_dir if owner else None
+
+    for source, found in modpost_diagnostics(log, owner_of, mapping).items():
+        next(r for r in batch if r.source_dir == source).diagnostics.extend(found)
+    for result in batch:
+        result.diagnostics = _remembered(
+            result, result.diagnostics, compiled, mapping, modpost_ran=MODPOST_RAN.search(log) is not None
+        )
+    failed |= {result.source_dir for result in batch if result.errors}
+    return log, failed, status
 
 
-def _run_make(make: BoundCommand) -> str:
+def _remembered(
+    result: BuildResult,
+    fresh: list[Diagnostic],
+    compiled: set[Path],
+    mapping: dict[Path, Path],
+    *,
+    modpost_ran: bool,
+) -> list[Diagnostic]:
+    """FRESH plus the diagnostics of the last build that this incremental build had no chance to
+    repeat: the compiler's and objtool's about objects it did not compile again, modpost's if
+    modpost did not run. A warning does not go away because make skipped the file it is about.
+    They are kept in the copy, next to the objects they describe."""
+    saved = result.build_dir / ".kmh-diagnostics.json"
+    recompiled = {
+        (result.source_dir / path.relative_to(link)).with_suffix("")
+        for path in compiled
+        for link, source in mapping.items()
+        if source == result.source_dir and path.is_relative_to(link)
+    }
+    kept: list[Diagnostic] = []
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        for entry in json.loads(saved.read_text()):
+            old = Diagnostic(**{**entry, "file": Path(entry["file"])})
+            if _from_modpost(old):
+                stale = modpost_ran  # modpost checks every module each time it runs
+            else:
+                stale = old.file.with_suffix("") in recompiled or (
+                    bool(recompiled) and old.file.suffix == ".h"
+                )
+            if not stale and old not in fresh:
+                kept.append(old)
+    with contextlib.suppress(OSError):
+        saved.write_text(json.dumps([{**dataclasses.asdict(d), "file": str(d.file)} for d in kept + fresh]))
+    return kept + fresh
+
+
+def _from_modpost(diagnostic: Diagnostic) -> bool:
+    return diagnostic.message.startswith("modpost: ") or (
+        diagnostic.line == 0 and diagnostic.file.name == "Kbuild"
+    )
+
+
+def _entry_name(result: BuildResult, root: Path) -> str:
+    """The umbrella entry of a result: its copy's path under ROOT, flattened to one name."""
+    return "_".join(result.build_dir.relative_to(root).parts)
+
+
+def _outside_copy(diagnostic: Diagnostic, result: BuildResult, root: Path) -> Diagnostic:
+    """A diagnostic about a file of the copied project root outside the module directory
+    (``../include/x.h``) names the user's file, not the copy's."""
+    copy = root / result.build_dir.relative_to(root).parts[0]
+    # gcc names an include as written (``dir/../include/x.h``); the copy mirrors the user's
+    # tree, so the path is normalised as text like the user would write it.
+    file = Path(os.path.normpath(diagnostic.file))
+    if result.project_root is not None and file.is_relative_to(copy):
+        file = result.project_root / file.relative_to(copy)
+    return dataclasses.replace(diagnostic, file=file)
+
+
+def _run_make(make: BoundCommand) -> tuple[str, int]:
     """Run make in its own session; if the harness is interrupted, the whole make (cc1, ld,
     modpost) is killed with it rather than left running."""
     process = make.popen(start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -303,20 +502,48 @@ def _run_make(make: BoundCommand) -> str:
             os.killpg(pid, signal.SIGKILL)
         process.wait()
         raise
-    return stdout.decode("utf-8", "replace") + stderr.decode("utf-8", "replace")
+    return stdout.decode("utf-8", "replace") + stderr.decode("utf-8", "replace"), process.returncode or 0
 
 
-def _absolute(log: str, umbrella: Path, count: int) -> str:
+def _absolute(log: str, umbrella: Path, entries: list[str]) -> str:
     """From 6.13 kbuild builds external modules from inside M= and names their files relative
-    to it (``m0/hello.c:3:1: error``); make those the absolute paths older kbuilds print, which
-    the diagnostics map back to the user's files."""
-    relative = re.compile(rf"(?<![\w./-])(m(?:{'|'.join(str(i) for i in range(count))})/)")
+    to it (``hello-1a2b/hello.c:3:1: error``); make those the absolute paths older kbuilds print,
+    which the diagnostics map back to the user's files."""
+    if not entries:
+        return log
+    names = "|".join(re.escape(entry) for entry in sorted(entries, key=len, reverse=True))
+    relative = re.compile(rf"(?<![\w./-])((?:{names})/)")
     return relative.sub(lambda match: f"{umbrella}/{match.group(1)}", log)
 
 
-def _collect(result: BuildResult) -> bool:
+def _collect(result: BuildResult, *, fresh_since: float | None) -> bool:
+    """The ``.ko`` files of RESULT's directory. After a make that failed somewhere, only those it
+    wrote in this run count: an older one may predate a source change whose link step modpost's
+    failure skipped. After a clean make every ``.ko`` is current, rewritten or not."""
     kos = sorted(result.build_dir.rglob("*.ko"))
+    if fresh_since is not None:
+        kos = [ko for ko in kos if ko.stat().st_mtime >= fresh_since - 1]
     result.modules = [
         BuiltModule(name=ko.stem, path=ko, kernel=result.kernel, source_dir=result.source_dir) for ko in kos
     ]
     return bool(kos)
+
+
+def pick_module(result: BuildResult, name: str) -> BuiltModule:
+    """The ``.ko`` of RESULT that is module NAME. The kernel treats ``-`` and ``_`` in module
+    names as the same character (``a-b.ko`` loads as ``a_b``), so either spelling finds it; with
+    no match, the only ``.ko`` of the directory is taken, and a choice among several is an error
+    rather than a guess."""
+    wanted = name.replace("-", "_")
+    matching = [module for module in result.modules if module.name.replace("-", "_") == wanted]
+    if len(matching) == 1:
+        return matching[0]
+    if len(result.modules) == 1 and not matching:
+        return result.modules[0]
+    built = ", ".join(f"{module.name}.ko" for module in result.modules) or "no .ko"
+    raise HarnessError(
+        f"{result.source_dir}: module name {name!r} matches none of the .ko files it builds ({built}); "
+        "set name to one of them"
+        if not matching
+        else f"{result.source_dir}: module name {name!r} matches several .ko files ({built})"
+    )

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
+from harness.lifecycle.loaderrors import explain_load_error
 from harness.lifecycle.probes import modules_and_initstate_command, split_modules_and_initstate
 from harness.lifecycle.result import ModuleRun, StepResult, StepStatus
 from harness.lifecycle.spec import ModuleSpec
@@ -45,6 +46,7 @@ from harness.netcheck import NetReport, check_links
 from harness.netcheck.run import Phase
 from harness.vm.backend import VMBackend
 from harness.vm.crash import Crash
+from harness.vm.modules import GuestModule, guest_path, install_in_guest, missing_command
 from harness.vm.result import CommandResult
 
 # The guest's busybox sh runs its own applets before searching PATH (Debian builds it with
@@ -73,6 +75,10 @@ class GuestModules:
     #: Module name → what to call its source in reports (the user's source directory), so a
     #: WARNING's file path points at the user's file rather than a deleted batch directory.
     sources: dict[str, str] = field(default_factory=dict)
+    #: Modules of the target's own tree to install (with dependencies and softdeps, load order)
+    #: and the ones to modprobe before the built modules (:mod:`harness.lifecycle.loadorder`).
+    tree: list[GuestModule] = field(default_factory=list)
+    tree_roots: list[str] = field(default_factory=list)
 
 
 class GuestLost(Exception):
@@ -288,7 +294,11 @@ class GuestCycle:
         extra = f"/lib/modules/{self.release}/extra"
         for name, path in self.modules.built.items():
             self.vm.put(path, f"{extra}/{name}.ko")
-        if self.spec.method == "modprobe" or self.spec.module.debian:
+        if self.modules.tree:
+            missing = set(self._sh(missing_command(self.modules.tree, self.release)).stdout.split())
+            tree = [m for m in self.modules.tree if guest_path(m, self.release) in missing]
+            install_in_guest(self.vm, tree, self.release)
+        if self.spec.method == "modprobe" or self.spec.module.debian or self.modules.tree:
             self._sh(f"/sbin/depmod -a {shlex.quote(self.release)}", timeout=DEPMOD_TIMEOUT)
 
     def _snapshot(self, *, kallsyms: bool = False) -> Snapshot:
@@ -328,38 +338,72 @@ class GuestCycle:
     # -- steps -------------------------------------------------------------------------------
 
     def _load_commands(self) -> list[tuple[str, str]]:
-        """(module, command) pairs that load the spec's module (and its companions for insmod)."""
+        """(module, command) pairs: target-tree modules first (modprobe), then the built ones in
+        their symbol order (:mod:`harness.lifecycle.loadorder`), the spec's module with its arguments."""
         args = " ".join(shlex.quote(word) for word in self.spec.load_arguments())
-        name = self.spec.module.debian or self.spec.name
-        if self.spec.method == "modprobe":
-            return [(self.spec.name, f"/sbin/modprobe {shlex.quote(name)} {args}".strip())]
+        commands = [(n, f"/sbin/modprobe {shlex.quote(n)}") for n in self.modules.tree_roots]
         extra = f"/lib/modules/{self.release}/extra"
-        commands = [(n, f"/sbin/insmod {extra}/{n}.ko") for n in self.modules.order if n != self.spec.name]
-        commands.append((self.spec.name, f"/sbin/insmod {extra}/{self.spec.name}.ko {args}".strip()))
+        order = self.modules.order if self.spec.name in self.modules.order else [self.spec.name]
+        for name in order:
+            own_args = args if name == self.spec.name else ""
+            if self.spec.method == "modprobe":
+                target = self.spec.module.debian or name if name == self.spec.name else name
+                command = f"/sbin/modprobe {shlex.quote(target)} {own_args}"
+            else:
+                command = f"/sbin/insmod {extra}/{name}.ko {own_args}"
+            commands.append((name, command.strip()))
         return commands
 
     def _load(self, step: str = "load") -> StepResult:
         self._load_mark = self._mark()
-        for _module, command in self._load_commands():
+        for module, command in self._load_commands():
             result = self._sh(command, timeout=self.spec.timeout)
             if result.exit_code != 0:
-                evidence = result.stderr.strip() + "\n" + _tail(self._dmesg(self._load_mark))
-                return StepResult(
-                    step,
-                    "fail",
-                    message=f"{command}: {explain_error(result.stderr)}",
-                    evidence=evidence.strip(),
-                )
+                log = self._dmesg(self._load_mark)
+                evidence = result.stderr.strip() + "\n" + _tail(log)
+                why = explain_load_error(result.stderr, log, self.release, module)
+                left = self._undo_partial_load()
+                if left:
+                    evidence += (
+                        f"\nstill loaded after the failed load (the VM is replaced): {', '.join(left)}"
+                    )
+                return StepResult(step, "fail", message=f"{command}: {why}", evidence=evidence.strip())
         entry = self._proc_module(self.spec.name)
         if entry is None:
             return StepResult(step, "fail", message=f"{self.spec.name} is not in /proc/modules after loading")
         return StepResult(step, "pass", message=entry.describe())
 
+    def _undo_partial_load(self) -> list[str]:
+        """Take out what a failed load left (its companions, the tree modules it modprobed).
+
+        The next module in this VM starts from the state before this one; what cannot be
+        removed makes the VM unusable for it. Returns the modules still loaded.
+        """
+        for _round in range(8):
+            proc = self._sh("cat /proc/modules").stdout
+            left = [
+                line.split()[0]
+                for line in proc.splitlines()
+                if line and line.split()[0] not in self._preloaded
+            ]
+            unused = [
+                line.split()[0]
+                for line in proc.splitlines()
+                if line.split()[0] in left and line.split()[2] == "0"
+            ]
+            if not unused:
+                break
+            for name in unused:
+                self._sh(f"/sbin/rmmod {shlex.quote(name)}")
+        if left:
+            self.reusable = False
+        return left
+
     def _verify(self) -> StepResult:
         expect = self.spec.expect
         problems: list[str] = []
         notes: list[str] = []
-        both = self._sh(modules_and_initstate_command(self.spec.name)).stdout
+        both = self._sh(modules_and_initstate_command(_sys_name(self.spec.name))).stdout
         proc_modules, initstate = split_modules_and_initstate(both)
         entry = find_module(proc_modules, self.spec.name)
         if entry is None:
@@ -368,10 +412,10 @@ class GuestCycle:
             notes.append(entry.describe())
             if entry.state != "Live":
                 problems.append(f"{self.spec.name} is in state {entry.state}, not Live")
-        if initstate != "live":
-            problems.append(
-                f"/sys/module/{self.spec.name}/initstate is {initstate or 'missing'!r}, not 'live'"
-            )
+        # The spec's own initstate came with /proc/modules; companions' are read one by one.
+        problems += self._check_initstate(self.spec.name, proc_modules, initstate)
+        for loaded in (n for n in self.modules.order if n != self.spec.name):
+            problems += self._check_initstate(loaded, proc_modules)
         log = self._dmesg(self._load_mark)
         for pattern in expect.load_dmesg:
             if not any(re.search(pattern, line) for line in log):
@@ -381,7 +425,7 @@ class GuestCycle:
             if self._sh(f"test -e {shlex.quote(path)}").exit_code != 0:
                 problems.append(f"{path} does not exist while the module is loaded")
         for key, wanted in expect.params.items():
-            path = f"/sys/module/{self.spec.name}/parameters/{key}"
+            path = f"/sys/module/{_sys_name(self.spec.name)}/parameters/{key}"
             result = self._sh(f"cat {shlex.quote(path)}")
             if result.exit_code != 0:
                 problems.append(f"{path} does not exist")
@@ -415,6 +459,19 @@ class GuestCycle:
             return StepResult("verify", "fail", message=problems[0], evidence=evidence)
         # The netlink checks stay in the report when they pass: what was sent, refused and counted.
         return StepResult("verify", "pass", message="; ".join(notes), evidence=net.describe() if net else "")
+
+    def _check_initstate(self, name: str, proc_modules: str, initstate: str | None = None) -> list[str]:
+        """NAME's /sys/module entry says live (the kernel spells the directory with underscores);
+        INITSTATE when it was already read (with /proc/modules, for the spec's own module)."""
+        problems = []
+        if name != self.spec.name and find_module(proc_modules, name) is None:
+            problems.append(f"{name} is not loaded (expected alongside {self.spec.name})")
+        sys_dir = f"/sys/module/{_sys_name(name)}"
+        if initstate is None:
+            initstate = self._sh(f"cat {shlex.quote(sys_dir + '/initstate')}").stdout.strip()
+        if initstate != "live":
+            problems.append(f"{sys_dir}/initstate is {initstate or 'missing'!r}, not 'live'")
+        return problems
 
     def _check_holders(self, held: str, holders: tuple[str, ...]) -> tuple[list[str], str]:
         """rmmod of a module others depend on must fail, and the kernel must name the holders.
@@ -457,10 +514,22 @@ class GuestCycle:
         return StepResult("exercise", "pass", message=f"{command!r} exited 0")
 
     def _unload_command(self) -> str:
+        tree = [n for n in reversed(self.modules.tree_roots) if n not in self._preloaded]
+        order = self.modules.order if self.spec.name in self.modules.order else [self.spec.name]
+        names = list(reversed(order))
         if self.spec.method == "modprobe":
-            return f"/sbin/modprobe -r {shlex.quote(self.spec.module.debian or self.spec.name)}"
-        names = [self.spec.name] + [n for n in reversed(self.modules.order) if n != self.spec.name]
-        return " && ".join(f"/sbin/rmmod {shlex.quote(n)}" for n in names)
+            # modprobe -r of the module also takes out the dependencies nobody else uses; the
+            # rest may be gone already (kmod 30 exits 0 then; a newer one may not): what stays
+            # is swept.
+            main = f"/sbin/modprobe -r {shlex.quote(self.spec.module.debian or self.spec.name)}"
+            return " && ".join(
+                main if n == self.spec.name else f"{{ /sbin/modprobe -r {shlex.quote(n)} || true; }}"
+                for n in names + tree
+            )
+        commands = [f"/sbin/rmmod {shlex.quote(n)}" for n in names]
+        # A tree module another one still holds stays; the stray sweep after the unload takes it.
+        commands += [f"{{ /sbin/modprobe -r {shlex.quote(n)} || true; }}" for n in tree]
+        return " && ".join(commands)
 
     def _unload(self, step: str = "unload") -> StepResult:
         mark = self._mark()
@@ -473,7 +542,7 @@ class GuestCycle:
             evidence = [result.stderr.strip()]
             if entry is not None:
                 evidence.append(entry.describe())
-                holders = self._sh(f"ls /sys/module/{self.spec.name}/holders").stdout.split()
+                holders = self._sh(f"ls /sys/module/{_sys_name(self.spec.name)}/holders").stdout.split()
                 evidence.append(f"holders: {', '.join(holders) or 'none'}")
                 if entry.refcount and not holders:
                     evidence.append(
@@ -485,7 +554,8 @@ class GuestCycle:
                 message=f"{command}: {why}; the module is still loaded",
                 evidence="\n".join(evidence),
             )
-        leftovers = self._remove_stray_dependencies() if self.spec.method == "modprobe" else []
+        sweep = self.spec.method == "modprobe" or self.modules.tree
+        leftovers = self._remove_stray_dependencies() if sweep else []
         note = f"; modprobe -r left {', '.join(leftovers)} loaded, removed with rmmod" if leftovers else ""
         if step == "unload":
             log = self._dmesg(mark)
@@ -574,7 +644,14 @@ class GuestCycle:
 #: The source line of a WARNING: "... PID: 91 at /path/x.c:20 func" (to 6.17) or
 #: "WARNING: m0/x.c:19 at func" (6.18 on, relative to the M= directory).
 _WARN_AT = re.compile(r"(?:^WARNING: | at )(?P<path>\S+?:\d+) ")
-_BATCH_PATH = re.compile(r"^(?:.*/batch-[^/]+/)?m\d+/")
+#: The build copy's prefix: ``<build root>/umbrella/<name>-<digest>[_<sub dir>]/`` (absolute up
+#: to 6.17, from the umbrella on later), or an older ``[batch-*/]m<N>/``.
+_BATCH_PATH = re.compile(r"^(?:(?:.*/umbrella/)?[^/]*-[0-9a-f]{10}(?:_[^/]+)?|(?:.*/batch-[^/]+/)?m\d+)/")
+
+
+def _sys_name(name: str) -> str:
+    """The kernel's name of a module (its /sys/module directory): dashes become underscores."""
+    return name.replace("-", "_")
 
 
 def _net_crash(step: str, net: NetReport, found: str) -> StepResult:

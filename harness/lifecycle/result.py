@@ -14,11 +14,12 @@ from harness.vm.crash import Crash
 
 #: A module's verdict on one kernel. ``fail`` covers build and pre-boot check failures too;
 #: ``error`` means the harness could not give a verdict (a guest lost before the module's first
-#: step, twice); ``interrupted`` that the run was stopped (SIGINT/SIGTERM) before it finished.
-Verdict = Literal["pass", "fail", "crash", "timeout", "error", "interrupted"]
+#: step, twice); ``interrupted`` that the run was stopped (SIGINT/SIGTERM) before it finished;
+#: ``skipped`` that the module does not apply to the kernel (a DKMS package's BUILD_EXCLUSIVE).
+Verdict = Literal["pass", "fail", "crash", "timeout", "error", "interrupted", "skipped"]
 StepStatus = Literal["pass", "fail", "crash", "timeout", "skip", "error", "interrupted"]
 #: Every verdict, in the order reports list them.
-VERDICTS: tuple[str, ...] = ("pass", "fail", "crash", "timeout", "error", "interrupted")
+VERDICTS: tuple[str, ...] = ("pass", "fail", "crash", "timeout", "error", "interrupted", "skipped")
 
 #: The steps of a run, in order. Not every run has all of them (a module that cannot load on
 #: the target stops after ``check``; a crash skips the rest).
@@ -69,6 +70,8 @@ class ModuleRun:
     #: The kernel target's name as users give it (``bookworm``, ``bookworm-backports``): the
     #: release alone does not say which Debian suite a report is about.
     target: str = ""
+    #: Why the module was not run on this kernel at all (it excludes the kernel), or "".
+    skipped: str = ""
 
     @property
     def verdict(self) -> Verdict:
@@ -78,6 +81,8 @@ class ModuleRun:
         for status in ("interrupted", "error", "fail"):
             if any(step.status == status for step in self.steps):
                 return status  # type: ignore[return-value]
+        if self.skipped:
+            return "skipped"
         if not self.steps or self.missing_evidence():
             return "error"
         return "pass"

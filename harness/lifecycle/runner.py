@@ -16,21 +16,26 @@ import queue
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from harness.elf.check import check_loadable, warm_target
+from harness.dkms import build_sources, skipped_build
+from harness.elf.check import warm_target
 from harness.elf.depgraph import show_depends
 from harness.elf.treecache import cached_tree
 from harness.errors import HarnessError
-from harness.kbuild import BuildResult, build_modules
+from harness.kbuild import BuildResult, pick_module
+from harness.kbuild.diagnostics import failure_excerpt
 from harness.kbuild.guest import build_in_guest
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
 from harness.lifecycle.cycle import GuestCycle, GuestLost, GuestModules
+from harness.lifecycle.durations import build_shares
 from harness.lifecycle.interrupt import Interrupted
+from harness.lifecycle.loadorder import check_together, plan_loads
 from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.spec import ModuleDef, ModuleSpec
 from harness.lifecycle.state import Snapshot
@@ -225,20 +230,29 @@ class Runner:
                 if definition in sources and definition not in wanted:
                     wanted.append(definition)
         results: dict[ModuleDef, BuildResult] = {}
-        started = time.monotonic()
         build = self._build_in_guest if self.build_in_vm else self._build_on_host
+        timed: list[tuple[list[ModuleDef], float]] = []
         for batch in _batches_with_unique_names(wanted):
+            started = time.monotonic()
             for definition, result in zip(batch, build([sources[d] for d in batch], kernel), strict=True):
                 results[definition] = result
-        elapsed = time.monotonic() - started
+            timed.append((batch, time.monotonic() - started))
+        users = Counter(
+            d for item in items for d in {*item.spec.companions, item.spec.module} if d in results
+        )
+        shares = build_shares(timed, users)
         for item in items:
             definitions = [d for d in (*item.spec.companions, item.spec.module) if d in results]
             if not definitions:
                 continue
+            elapsed = sum(shares[d] for d in set(definitions))
             failed = [d for d in definitions if not results[d].ok]
-            if failed:
+            if skipped_build(item.run, [results[d] for d in definitions]):
+                self._step(item, StepResult("build", "skip", elapsed, f"skipped: {item.run.skipped}"))
+                self._finish(item)
+            elif failed:
                 result = results[failed[0]]
-                evidence = "\n".join(str(d) for d in result.diagnostics) or _tail(result.log)
+                evidence = "\n".join(str(d) for d in result.diagnostics) or failure_excerpt(result.log)
                 errors = len(result.errors)
                 message = f"{failed[0].name} does not build for {kernel.release}" + (
                     f": {errors} compiler error(s), first: {result.errors[0]}".split("\n")[0]
@@ -260,7 +274,7 @@ class Runner:
         return results
 
     def _build_on_host(self, directories: list[Path], kernel: KernelTarget) -> list[BuildResult]:
-        return build_modules(directories, kernel, werror=self.werror)
+        return build_sources(directories, kernel, werror=self.werror)  # DKMS trees with their MAKE[0]
 
     def _build_in_guest(self, directories: list[Path], kernel: KernelTarget) -> list[BuildResult]:
         """kbuild inside the (prewarmed) guest against its own headers; .ko files come back to the host."""
@@ -285,18 +299,27 @@ class Runner:
             if definition.debian:
                 continue
             result = built[definition]
-            kos = result.modules
-            named = [m for m in kos if m.name == definition.name] or kos
-            modules.built[definition.name] = named[0].path
+            try:
+                # The kernel's names: a-b.ko is module a_b, so name = "a_b" or "a-b" both pick it;
+                # a name matching none of several .ko is an error, not the first in sorted order.
+                modules.built[definition.name] = pick_module(result, definition.name).path
+            except HarnessError as error:
+                self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
+                self._finish(item)
+                return None
             modules.order.append(definition.name)
             shown = f"{definition.template} template" if definition.template else str(result.source_dir)
             modules.sources[definition.name.replace("-", "_")] = shown
         if item.spec.module.debian:
             return self._check_debian(item, modules, started)
-        target = modules.built[item.spec.name]
-        companions = [path.parent for name, path in modules.built.items() if name != item.spec.name]
         try:
-            verdict = check_loadable(target, item.kernel, extra_dirs=companions)
+            plan_loads(modules, item.spec, item.kernel)
+        except HarnessError as error:
+            self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
+            self._finish(item)
+            return None
+        try:
+            verdict = check_together(modules, item.spec.name, item.kernel)
         except HarnessError as error:
             self._step(item, StepResult("check", "fail", time.monotonic() - started, error.message))
             self._finish(item)

@@ -10,9 +10,13 @@ A spec is a TOML file (one per module, in ``modules/`` for the shipped ones)::
     kernels = ["bookworm"]      # optional; --kernel on the command line wins
     build_against = "same"      # or "other" (a deliberate vermagic mismatch) or a kernel name
 
-    [[companion]]               # other modules built with it and installed beside it
-    template = "exporter"
+    [[companion]]               # other modules built with it and installed beside it, any number;
+    template = "exporter"       # all are loaded in the order their symbols demand (not this order)
     name = "kmh_exporter"
+
+    [[companion]]               # a module of the target's own tree: installed with its dependencies
+    debian = "videodev"         # and softdeps, and modprobed before the built modules (the tree
+                                # modules a built module takes symbols from are found without this)
 
     [load]
     method = "insmod"           # or "modprobe" (installs into /lib/modules/<rel>/extra, depmod)
@@ -186,7 +190,12 @@ def spec_for_template(
 
 
 def spec_for_directory(directory: Path) -> ModuleSpec:
-    """A spec for a user's module directory: load its (first) module, expect a clean cycle."""
+    """A spec for a user's module directory: load its (first) module, expect a clean cycle; for a
+    DKMS tree, every module its dkms.conf declares (see harness.dkms.spec)."""
+    if (directory / "dkms.conf").is_file():
+        from harness.dkms.spec import dkms_spec  # harness.dkms builds on this module
+
+        return dkms_spec(directory)
     name = _module_name_from_kbuild(directory)
     return ModuleSpec(module=ModuleDef(name=name, source=directory.resolve()), origin=str(directory))
 

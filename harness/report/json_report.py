@@ -93,6 +93,7 @@ def to_json(runs: Sequence[ModuleRun], *, elapsed: float | None = None) -> dict[
             "timed_out": counts.timed_out,
             "errors": counts.errors,
             "interrupted": counts.interrupted,
+            "skipped": counts.skipped,
             "ok": counts.ok,
             "duration": round(counts.duration, 3),
             # The run's wall clock (null when the caller did not measure it) and the sum of the

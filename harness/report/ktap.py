@@ -73,6 +73,8 @@ def _run_lines(number: int, run: ModuleRun) -> list[str]:
     name = _description(run_name(run))
     if verdict == "pass":
         lines.append(f"ok {number} {name}")
+    elif verdict == "skipped":
+        lines.append(f"ok {number} {name} # SKIP {_description(run.skipped)}")
     elif verdict == "fail":
         lines.append(f"not ok {number} {name}")
     else:

@@ -19,6 +19,7 @@ VERDICT_WORDS = (
     ("timeout", "timed out"),
     ("error", "errored"),
     ("interrupted", "interrupted"),
+    ("skipped", "skipped"),
 )
 
 
@@ -34,17 +35,27 @@ class Tally:
     errors: int = 0
     #: Stopped by SIGINT/SIGTERM before finishing.
     interrupted: int = 0
+    #: Not run: the module excludes the kernel (not a failure).
+    skipped: int = 0
     #: Seconds: the wall-clock time of the whole run when known, else the sum of the runs.
     duration: float = 0.0
 
     @property
     def total(self) -> int:
-        return self.passed + self.failed + self.crashed + self.timed_out + self.errors + self.interrupted
+        return (
+            self.passed
+            + self.failed
+            + self.crashed
+            + self.timed_out
+            + self.errors
+            + self.interrupted
+            + self.skipped
+        )
 
     @property
     def ok(self) -> bool:
-        """True when every run passed (and there was at least one)."""
-        return self.total > 0 and self.passed == self.total
+        """True when every run passed or was skipped (and there was at least one)."""
+        return self.total > 0 and self.passed + self.skipped == self.total
 
     def count(self, verdict: str) -> int:
         return {
@@ -54,6 +65,7 @@ class Tally:
             "timeout": self.timed_out,
             "error": self.errors,
             "interrupted": self.interrupted,
+            "skipped": self.skipped,
         }[verdict]
 
     def line(self) -> str:
@@ -76,6 +88,7 @@ def tally(runs: Iterable[ModuleRun], *, elapsed: float | None = None) -> Tally:
         timed_out=verdicts.count("timeout"),
         errors=verdicts.count("error"),
         interrupted=verdicts.count("interrupted"),
+        skipped=verdicts.count("skipped"),
         duration=sum(run.duration for run in runs) if elapsed is None else elapsed,
     )
 

@@ -29,6 +29,7 @@ _COLOURS = {
     "skip": "2",
     "error": "35",
     "interrupted": "2",
+    "skipped": "2",
 }
 _CLEAR_LINE = "\r\x1b[K"
 
@@ -64,7 +65,7 @@ def failure_note(run: ModuleRun, *, limit: int = 80) -> str:
     """``build: 2 errors``: the first failed step and its message, for one-line places."""
     failure = run.failure
     if failure is None:
-        return ""
+        return one_line(f"skipped: {run.skipped}", limit=limit) if run.skipped else ""
     return one_line(f"{failure.name}: {failure.message or failure.status}", limit=limit)
 
 

@@ -203,7 +203,7 @@ def modules_layer(kernel: KernelTarget, extra: Iterable[str] = ()) -> Path:
     """The target's boot modules (and EXTRA ones, installed but not loaded), with modules.dep."""
     extra = sorted(set(extra))
     key = hashlib.sha256(
-        f"{RECIPE_VERSION}|{kernel.root}|{kernel.modules_dir.stat().st_mtime_ns}|{extra}".encode()
+        f"{RECIPE_VERSION}|softdeps|{kernel.root}|{kernel.modules_dir.stat().st_mtime_ns}|{extra}".encode()
     ).hexdigest()[:16]
 
     def build(out) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import lzma
 import os
+import re
 import struct
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,14 +125,38 @@ def test_plain_object_file_is_not_a_module(tmp_path: Path) -> None:
         open_module(tmp_path / "plain.o")
 
 
-def test_bad_module_in_a_tree_names_the_file(kernel_61: KernelTarget, tmp_path: Path, uas: bytes) -> None:
-    tree = tmp_path / "lib" / "modules" / kernel_61.release / "kernel"
+def test_bad_module_in_a_tree_is_reported_and_the_rest_written(
+    kernel_61: KernelTarget, tmp_path: Path, uas: bytes
+) -> None:
+    """Issue 14 (8): as depmod, an empty or truncated .ko gets an error line and an empty
+    modules.dep line, and the other modules are still written (kmh used to exit 2 with no output);
+    the exit code says something was wrong (depmod itself exits 0)."""
+    release = kernel_61.release
+    tree = tmp_path / "lib" / "modules" / release / "kernel"
     tree.mkdir(parents=True)
-    (tree / "good.ko").write_bytes(uas)
+    (tree / "uas.ko").write_bytes(uas)
+    for dependency in ("usb-storage", "usbcore", "usb-common", "scsi_mod", "scsi_common"):
+        found = next((kernel_61.modules_dir / "kernel").rglob(f"{dependency}.ko"))
+        (tree / found.name).write_bytes(found.read_bytes())
     (tree / "broken.ko").write_bytes(uas[:1000])
+    (tree / "empty.ko").write_bytes(b"")
     result = run_kmh("deps", str(tree.parent))
-    assert result.returncode == 2
-    assert b"broken.ko: truncated" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert result.returncode == 1
+    errors = sorted(result.stderr.decode().splitlines())
+    prefix = "kmh deps: ERROR: failed to load symbols from "
+    assert re.fullmatch(
+        re.escape(f"{prefix}{tree / 'broken.ko'}: truncated or corrupt: ")
+        + r"the section header table ends at byte \d+, but the file has 1000 bytes",
+        errors[0],
+    ), errors
+    assert errors[1:] == [f"{prefix}{tree / 'empty.ko'}: empty file, not a kernel module"]
+    depmod = subprocess.run(
+        ["depmod", "-n", "-b", str(tmp_path), release], capture_output=True, check=True
+    ).stdout
+    expected = depmod.split(b"# Aliases extracted")[0].split(b"# Soft dependencies")[0]
+    assert result.stdout == expected
+    assert b"kernel/uas.ko: kernel/usb-storage.ko" in result.stdout
+    assert b"kernel/broken.ko:\n" in result.stdout and b"kernel/empty.ko:\n" in result.stdout
 
 
 # -- fuzzing -------------------------------------------------------------------------------------

@@ -147,3 +147,23 @@ def test_module_without_versions_is_forced_on_a_force_load_kernel(
     result = check_loadable(copy, kernel_61)
     assert result.loadable  # Debian sets CONFIG_MODULE_FORCE_LOAD=y: loaded, with a taint
     assert any("no __versions table" in note for note in result.notes)
+
+
+def test_duplicate_export_with_a_with_module_is_caught_before_booting(
+    fixtures_61: dict[str, Path], kernel_61: KernelTarget, tmp_path: Path
+) -> None:
+    """Issue 14 (7): the kernel refuses a second exporter of a symbol ("exports duplicate symbol X
+    (owned by Y)", insmod says only ENOEXEC); check --with says so without a VM."""
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    shutil.copyfile(fixtures_61["kmh_provider"], extra / "kmh_provider_old.ko")
+    result = check_loadable(fixtures_61["kmh_provider"], kernel_61, [extra])
+    assert [(r.kind, r.symbol) for r in result.reasons] == [("duplicate-export", "kmh_provider_value")]
+    assert (
+        "exports duplicate symbol kmh_provider_value (owned by kmh_provider_old)" in result.reasons[0].message
+    )
+    cli = run_kmh("check", str(fixtures_61["kmh_provider"]), "-k", kernel_61.release, "--with", str(extra))
+    assert cli.returncode == 1
+    assert "  duplicate-export: exports duplicate symbol kmh_provider_value" in cli.stdout.decode()
+    alone = check_loadable(fixtures_61["kmh_provider"], kernel_61)
+    assert alone.loadable and not alone.reasons

@@ -42,7 +42,8 @@ def _children_left(pid: int) -> list[str]:
     return [
         line
         for line in out.splitlines()
-        if f"kmh-vm-{pid}-" in line or ("make" in line and "/batch-" in line and "M=" in line)
+        if f"kmh-vm-{pid}-" in line
+        or ("make" in line and "M=" in line and ("/batch-" in line or "/umbrella" in line))
     ]
 
 

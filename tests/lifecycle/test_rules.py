@@ -38,7 +38,8 @@ OOPS = (
     "---[ end trace 0000000000000000 ]---",
 )
 WARNING = (
-    "WARNING: CPU: 0 PID: 91 at /root/.cache/kmh/build/6.1.0-test-amd64/batch-x1y2/m0/hello_kmh.c:20 "
+    "WARNING: CPU: 0 PID: 91 at /root/.cache/kmh/build/6.1.0-test-amd64/umbrella/hello-0a1b2c3d4e/"
+    "hello_kmh.c:20 "
     "hello_kmh_init+0x15/0xff0 [hello_kmh]",
     "CPU: 0 PID: 91 Comm: insmod Tainted: G           OE      6.1.0-test-amd64 #1",
     "RIP: 0010:hello_kmh_init+0x15/0xff0 [hello_kmh]",

@@ -50,6 +50,7 @@ def test_summary_block_counts_the_verdicts(runs, tmp_path):
         "timed_out": 1,
         "errors": 0,
         "interrupted": 0,
+        "skipped": 0,
         "ok": False,
         "duration": 12.5,
         "wall_clock": 12.5,
