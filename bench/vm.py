@@ -28,7 +28,7 @@ from harness.kernels.target import KernelTarget
 from harness.vm import VM, VMConfig
 
 TARGETS = {
-    "boot-to-ready": 2.0,
+    "boot-to-ready": 1.5,  # issue 16
     "rtt true": 0.010,
     "hello cycle": 0.150,
     "cold vm run": 3.0,

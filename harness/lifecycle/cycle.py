@@ -34,6 +34,7 @@ from harness.debugkernel.sweep import FaultSweep
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
 from harness.lifecycle.loaderrors import explain_load_error
+from harness.lifecycle.probes import modules_and_initstate_command, split_modules_and_initstate
 from harness.lifecycle.result import ModuleRun, StepResult, StepStatus
 from harness.lifecycle.spec import ModuleSpec
 from harness.lifecycle.state import (
@@ -194,6 +195,8 @@ class GuestCycle:
             self._install()
             if not self._known_state:
                 self._before = self._snapshot()
+            # What was loaded before the module: the "before" snapshot lists it (no extra read).
+            self._preloaded = self._before.sections.get("modules", frozenset())
         except _Trouble as trouble:
             reason = f"the guest broke before the first step: {trouble.crash.summary()}"
             raise GuestLost(reason, trouble.crash) from None
@@ -309,8 +312,6 @@ class GuestCycle:
             install_in_guest(self.vm, tree, self.release)
         if self.spec.method == "modprobe" or self.spec.module.debian or self.modules.tree:
             self._sh(f"/sbin/depmod -a {shlex.quote(self.release)}", timeout=DEPMOD_TIMEOUT)
-        proc = self._sh("cat /proc/modules").stdout
-        self._preloaded = frozenset(line.split(" ", 1)[0] for line in proc.splitlines() if line)
 
     def _snapshot(self, *, kallsyms: bool = False) -> Snapshot:
         command = SNAPSHOT_COMMAND + (KALLSYMS_COMMAND + "\n" if kallsyms else "") + END_COMMAND
@@ -436,7 +437,8 @@ class GuestCycle:
         expect = self.spec.expect
         problems: list[str] = []
         notes: list[str] = []
-        proc_modules = self._sh("cat /proc/modules").stdout
+        both = self._sh(modules_and_initstate_command(_sys_name(self.spec.name))).stdout
+        proc_modules, initstate = split_modules_and_initstate(both)
         entry = find_module(proc_modules, self.spec.name)
         if entry is None:
             problems.append(f"{self.spec.name} vanished from /proc/modules")
@@ -444,7 +446,9 @@ class GuestCycle:
             notes.append(entry.describe())
             if entry.state != "Live":
                 problems.append(f"{self.spec.name} is in state {entry.state}, not Live")
-        for loaded in [self.spec.name, *(n for n in self.modules.order if n != self.spec.name)]:
+        # The spec's own initstate came with /proc/modules; companions' are read one by one.
+        problems += self._check_initstate(self.spec.name, proc_modules, initstate)
+        for loaded in (n for n in self.modules.order if n != self.spec.name):
             problems += self._check_initstate(loaded, proc_modules)
         log = self._dmesg(self._load_mark)
         for pattern in expect.load_dmesg:
@@ -490,13 +494,15 @@ class GuestCycle:
         # The netlink checks stay in the report when they pass: what was sent, refused and counted.
         return StepResult("verify", "pass", message="; ".join(notes), evidence=net.describe() if net else "")
 
-    def _check_initstate(self, name: str, proc_modules: str) -> list[str]:
-        """NAME's /sys/module entry says live (the kernel spells the directory with underscores)."""
+    def _check_initstate(self, name: str, proc_modules: str, initstate: str | None = None) -> list[str]:
+        """NAME's /sys/module entry says live (the kernel spells the directory with underscores);
+        INITSTATE when it was already read (with /proc/modules, for the spec's own module)."""
         problems = []
         if name != self.spec.name and find_module(proc_modules, name) is None:
             problems.append(f"{name} is not loaded (expected alongside {self.spec.name})")
         sys_dir = f"/sys/module/{_sys_name(name)}"
-        initstate = self._sh(f"cat {shlex.quote(sys_dir + '/initstate')}").stdout.strip()
+        if initstate is None:
+            initstate = self._sh(f"cat {shlex.quote(sys_dir + '/initstate')}").stdout.strip()
         if initstate != "live":
             problems.append(f"{sys_dir}/initstate is {initstate or 'missing'!r}, not 'live'")
         return problems

@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from harness.dkms import build_sources, skipped_build
+from harness.elf.check import warm_target
 from harness.elf.depgraph import show_depends
 from harness.elf.treecache import cached_tree
 from harness.errors import HarnessError
@@ -148,6 +149,7 @@ class Runner:
                 for kernel in _unique_kernels(item.kernel for item in plan.items):
                     debian = _debian_modules(plan, kernel)
                     self._prewarmed.boot(kernel.release, partial(self._new_vm, kernel, debian, plan))
+                    self._prewarmed.warm(partial(warm_target, kernel))
                 return self._execute(plan)
             finally:
                 self._prewarmed.close()

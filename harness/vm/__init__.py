@@ -38,9 +38,26 @@ The interface is :class:`harness.vm.backend.VMBackend`; crash reports come from
 :func:`harness.vm.console.parse_crashes`, which reads console and dmesg text alike.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from harness.vm.backend import LogMark, VMBackend
 from harness.vm.crash import Crash
-from harness.vm.qemu import VM, VMConfig
 from harness.vm.result import NO_EXIT, CommandResult
 
+if TYPE_CHECKING:
+    from harness.vm.qemu import VM, VMConfig
+
 __all__ = ["VM", "VMConfig", "VMBackend", "LogMark", "Crash", "CommandResult", "NO_EXIT"]
+
+
+def __getattr__(name: str) -> Any:
+    # VM and VMConfig on first use: importing any harness.vm module (the lifecycle's results
+    # import harness.vm.crash) would otherwise load QEMU, the launcher and the image recipe
+    # (~60 ms) on every CLI start; `kmh run` loads them in the thread that boots the guest.
+    if name in ("VM", "VMConfig"):
+        from harness.vm import qemu
+
+        return getattr(qemu, name)
+    raise AttributeError(f"module 'harness.vm' has no attribute {name!r}")

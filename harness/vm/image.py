@@ -24,7 +24,7 @@ from harness.errors import HarnessError, ToolMissing
 from harness.kernels.target import KernelTarget
 from harness.paths import cache_root
 from harness.resources import guest_dir
-from harness.vm import cpio
+from harness.vm import cpio, stublib
 from harness.vm.modules import GuestModule, ModuleTree
 
 GUEST_DIR = guest_dir()
@@ -32,7 +32,7 @@ AGENT_SOURCE = GUEST_DIR / "agent" / "kmh-agent.c"
 INIT_SCRIPT = GUEST_DIR / "init"
 
 #: Bump when the layout of a layer changes, so old cached layers are not reused.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"  # 2: libcrypto is a stub (harness/vm/stublib.py)
 
 #: Modules the guest needs to talk to the host and to report panics (skipped when built in).
 BOOT_MODULES = ("virtio_pci", "virtio_console", "pvpanic_pci")
@@ -145,16 +145,18 @@ def _base_entries() -> list[cpio.Entry]:
         if Path(applet).name in replaced or applet == "bin/busybox":
             continue
         entries.append(cpio.symlink(applet, "/bin/busybox"))
-    libraries: set[Path] = set()
+    libraries: dict[Path, list[Path]] = {}  # library -> the programs linking it
     for guest_path, program in HOST_PROGRAMS.items():
         host = _which(program)
         entries.append(cpio.regular(guest_path, host.read_bytes(), 0o755))
-        libraries.update(_shared_libraries(host))
+        for lib in _shared_libraries(host):
+            libraries.setdefault(lib, []).append(host)
     for tool in KMOD_TOOLS:
         entries.append(cpio.symlink(f"sbin/{tool}", "/bin/kmod"))
     entries.append(cpio.symlink("bin/lsmod", "/bin/kmod"))
-    for lib in sorted(libraries):
-        entries.append(cpio.regular(str(lib), lib.resolve().read_bytes(), 0o755))
+    for lib, users in sorted(libraries.items()):
+        data = stublib.build_stub(_which("gcc"), lib.name, users) if stublib.stubbed(lib) else None
+        entries.append(cpio.regular(str(lib), data or lib.resolve().read_bytes(), 0o755))
     return entries
 
 

@@ -26,6 +26,11 @@ class Prewarmed:
         with self._lock:
             self._futures[release] = self._booter.submit(start)
 
+    def warm(self, work: Callable[[], object]) -> None:
+        """Run WORK in the background (e.g. reading a target's facts while kbuild runs); a
+        failure is ignored here: the same work done again later reports it."""
+        self._booter.submit(work)
+
     def give(self, release: str, vm: object) -> None:
         """Hand a running guest on to the next taker of RELEASE."""
         future: Future = Future()

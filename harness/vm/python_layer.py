@@ -34,9 +34,10 @@ from harness.vm import cpio
 
 # Shared with the base layer on purpose: same host-library rule, same atomic cache writes.
 from harness.vm.image import HOST_PROGRAMS, _cached, _shared_libraries, _which
+from harness.vm.stublib import stubbed
 
 #: Bump when the layout of the layer changes.
-LAYER_VERSION = "2"
+LAYER_VERSION = "3"  # 3: brings libcrypto itself (the base layer has a stub)
 PYTHON_VERSION = "3.11"
 #: The guest interpreter, by absolute path (the guest's busybox sh prefers applets to PATH).
 GUEST_PYTHON = f"/usr/bin/python{PYTHON_VERSION}"
@@ -233,7 +234,8 @@ def _host_libraries(root: Path) -> list[Path]:
     """The host libraries the interpreter and its extension modules load, minus the base layer's."""
     base: set[Path] = set()
     for program in HOST_PROGRAMS.values():
-        base.update(_shared_libraries(_which(program)))
+        # A library the base layer only stubs (libcrypto, for kmod) comes here for real.
+        base.update(lib for lib in _shared_libraries(_which(program)) if not stubbed(lib))
     binaries = [root / GUEST_PYTHON.lstrip("/")]
     binaries += sorted((root / f"usr/lib/python{PYTHON_VERSION}/lib-dynload").glob("*.so"))
     needed: set[Path] = set()

@@ -46,6 +46,8 @@ WARNING = (
     "---[ end trace 0000000000000000 ]---",
 )
 LOADED = ("hello_kmh: Hello from kmod-harness",)
+#: The first guest command on a fresh guest, before the first step: the "before" state snapshot.
+BEFORE_SNAPSHOT = r"echo @@end"
 UNLOADED = ("hello_kmh: Goodbye: Hello from kmod-harness",)
 
 
@@ -113,7 +115,7 @@ def test_probe_that_crashes_is_a_crash_step_not_a_diff(module_file):
     vm = FakeVM(transport)
     # The "before" snapshot is fine; the one after unload oopses.
     snapshots = [Reply(stdout=transport.model.snapshot()), snapshot_oops]
-    transport.script.insert(0, (_re(r"echo @@devices"), snapshots))
+    transport.script.insert(0, (_re(r"echo @@end"), snapshots))
     run, cycle = cycle_run(vm, module_file)
     cleanup = run.step("cleanup")
     assert cleanup is not None and cleanup.status == "crash"
@@ -126,7 +128,7 @@ def test_probe_that_crashes_is_a_crash_step_not_a_diff(module_file):
 def test_cut_short_snapshot_is_never_diffed(module_file):
     transport = ScriptedTransport(hello_script())
     whole = transport.model.snapshot()
-    transport.script.insert(0, (_re(r"echo @@devices"), [Reply(stdout=whole), Reply(stdout=whole[:40])]))
+    transport.script.insert(0, (_re(r"echo @@end"), [Reply(stdout=whole), Reply(stdout=whole[:40])]))
     run, _ = cycle_run(FakeVM(transport), module_file)
     cleanup = run.step("cleanup")
     assert cleanup is not None and cleanup.status == "error"
@@ -280,7 +282,7 @@ def test_runner_retries_a_guest_lost_before_the_first_step_then_says_error(modul
     def broken(command: str) -> Reply:
         return Reply(dies=True, console="\n".join(OOPS))
 
-    dying = [(r"cat /proc/modules", broken)]
+    dying = [(BEFORE_SNAPSHOT, broken)]
     factory = Factory(dying)
     (run,) = run_worker(factory, module_file)
     assert len(factory.made) == 2, "one retry on a fresh guest"
@@ -290,7 +292,7 @@ def test_runner_retries_a_guest_lost_before_the_first_step_then_says_error(modul
 
 
 def test_runner_retry_succeeds_on_a_fresh_guest(module_file):
-    factory = Factory([(r"cat /proc/modules", Reply(dies=True))], hello_script())
+    factory = Factory([(BEFORE_SNAPSHOT, Reply(dies=True))], hello_script())
     (run,) = run_worker(factory, module_file)
     assert run.verdict == "pass" and len(factory.made) == 2
 

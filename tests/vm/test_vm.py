@@ -45,6 +45,22 @@ def test_argv_is_not_reparsed(vm: VM) -> None:
     assert vm.run(["printf", "%s|", "a b", "$HOME", "'q'"]).stdout == "a b|$HOME|'q'|"
 
 
+def test_plain_cat_served_by_the_agent_is_busybox_cat_byte_for_byte(vm: VM, tmp_path: Path) -> None:
+    """The agent's child copies files for ``cat FILE...`` without exec'ing busybox (see plain_cat)."""
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(os.urandom(200_000))
+    vm.put(blob, "/tmp/cat/blob.bin")
+    files = ["/proc/modules", "/no/such/file", "/tmp/cat/blob.bin", "/proc/sys/kernel/tainted"]
+    agent, busybox = vm.run(["cat", *files]), vm.run(["/bin/busybox", "cat", *files])
+    assert agent.stdout_bytes == busybox.stdout_bytes and len(agent.stdout_bytes) > 200_000
+    assert (agent.exit_code, agent.stderr) == (busybox.exit_code, busybox.stderr) == (
+        1,
+        "cat: can't open '/no/such/file': No such file or directory\n",
+    )
+    assert vm.run(["cat", "/proc/version"]).stdout == vm.run(["/bin/busybox", "cat", "/proc/version"]).stdout
+    assert vm.run(["cat", "-n", "/proc/version"]).stdout.startswith("     1\t"), "options go to busybox"
+
+
 def test_one_megabyte_of_output(vm: VM) -> None:
     result = vm.run("head -c 1048576 /dev/zero | tr '\\0' x")
     assert result.exit_code == 0
