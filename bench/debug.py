@@ -9,14 +9,11 @@ build (cold)      ``kmh kernel add bookworm:debug`` into an empty scratch store:
 boot-to-ready     a cold boot (no snapshot) until the agent's ready message
 restore-to-ready  a restore from the saved snapshot until ready
 hello cycle       in a running VM: upload hello.ko + insmod + grep /proc/modules + rmmod
-faults sweep      ``kmh run`` of modules/debug/faults_clean.toml (a whole cycle plus the
-                  fault-injection sweep over init) minus the same run without the sweep
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import resource
 import statistics
@@ -28,15 +25,12 @@ from pathlib import Path
 
 from harness.kernels.store import KernelStore
 from harness.kernels.target import KernelTarget
-from harness.lifecycle.runner import Runner, make_plan
-from harness.lifecycle.spec import load_spec
 from harness.vm import VM, VMConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vm import build_hello, hello_cycle  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-FAULTS_SPEC = REPO / "modules" / "debug" / "faults_clean.toml"
 
 
 def measure_build() -> dict[str, list[float]]:
@@ -73,19 +67,6 @@ def measure_vm(kernel: KernelTarget, rounds: int) -> dict[str, list[float]]:
     return figures
 
 
-def measure_faults(rounds: int) -> dict[str, list[float]]:
-    spec = load_spec(FAULTS_SPEC)
-    figures: dict[str, list[float]] = {"cycle": [], "cycle + faults": [], "faults sweep": []}
-    for _ in range(rounds):
-        for inject in (False, True):
-            started = time.monotonic()
-            runs = Runner(jobs=1).execute(make_plan([dataclasses.replace(spec, inject_faults=inject)]))
-            assert runs[0].verdict == "pass", [(s.name, s.status, s.message) for s in runs[0].steps]
-            figures["cycle + faults" if inject else "cycle"].append(time.monotonic() - started)
-        figures["faults sweep"].append(figures["cycle + faults"][-1] - figures["cycle"][-1])
-    return figures
-
-
 def _print(kernel: str, figures: dict[str, list[float]]) -> None:
     for figure, values in figures.items():
         median = statistics.median(values)
@@ -110,7 +91,6 @@ def main() -> int:
     for name in ("bookworm", "bookworm:debug"):
         kernel = store.ensure(name)
         _print(kernel.release, measure_vm(kernel, args.rounds))
-    _print("bookworm:debug", measure_faults(args.rounds))
     return 0
 
 

@@ -30,7 +30,6 @@ from pathlib import Path
 from harness.debugkernel.detectors import Detectors, leak_message, target_features
 from harness.debugkernel.kmemleak import describe as describe_leaks
 from harness.debugkernel.kunit import parse_ktap
-from harness.debugkernel.sweep import FaultSweep
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
 from harness.lifecycle.loaderrors import explain_load_error
@@ -162,8 +161,6 @@ class GuestCycle:
             ("cleanup", self._cleanup),
             ("reload", self._reload),
         ]
-        if self.spec.inject_faults:
-            steps.append(("faults", self._faults))
         self._prepare()
         for name, action in steps:
             if self.stopped():
@@ -678,11 +675,6 @@ class GuestCycle:
         if unloaded.status != "pass":
             return unloaded
         return StepResult("reload", "pass", message="loaded and unloaded a second time")
-
-
-    def _faults(self) -> StepResult:
-        """Fail each allocation of init in turn (see :mod:`harness.debugkernel.sweep`)."""
-        return FaultSweep(self).run()
 
 
 #: The source line of a WARNING: "... PID: 91 at /path/x.c:20 func" (to 6.17) or

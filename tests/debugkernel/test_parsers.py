@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.debugkernel import faults, kmemleak, sweep
+from harness.debugkernel import kmemleak
 from harness.debugkernel.kunit import parse_ktap
 from harness.vm.console import parse_crashes, primary
 from harness.vm.crash import FINDING_KINDS
@@ -50,15 +50,6 @@ def test_sleep_in_atomic_is_a_finding_blamed_on_the_module():
     assert not report.poisons
     # The module's next log line comes after the report's end.
     assert not any("loaded: 1234 byte buffer" in line for line in report.lines)
-
-
-def test_an_injected_failure_in_exec_is_not_a_crash_and_not_the_module():
-    lines = _log("failslab_exec.log")
-    assert parse_crashes(lines) == []
-    frames = faults.injected_frames(lines)
-    assert frames is not None and "getname_flags+0x32/0x1ee" in frames
-    assert faults.module_frame(frames, {"kmh_kmem"}) == ""
-    assert faults.injected_frames(["[  1.0] kmh_kmem: loaded"]) is None
 
 
 def test_kmemleak_report_is_attributed_through_the_recorded_sections():
@@ -115,13 +106,3 @@ def test_kunit_ktap_cases_with_diagnostics_and_skips():
     ]
     assert cases[1].diagnostics[0] == "# kmh_failing_test: EXPECTATION FAILED at kmh.c:40"
     assert cases[3].diagnostics == ("skipped: not on this arch",)
-
-
-def test_sweep_tells_the_loader_from_init_by_the_stack_not_by_the_exit_status():
-    frames = faults.injected_frames(_log("failslab_exec.log"))
-    assert sweep.classify(frames, False, {"kmh_kmem"}) == ("loader", "")
-    failed = sweep.Attempt(40, "loader", False, "", "Cannot allocate memory")
-    coped = sweep.Attempt(41, "loader", True, "", "")  # exec retried the allocation: still the loader
-    assert sweep.classify(None, True, {"kmh_kmem"}) == ("quiet", "")  # a __GFP_NOWARN one, or past init
-    silent = sweep.Attempt(42, "quiet", True, "", "")
-    assert [sweep.reaches_init(a) for a in (failed, coped, silent)] == [False, False, True]
