@@ -34,6 +34,12 @@ def kernel_612(kernel_store: KernelStore) -> KernelTarget:
     return kernel_store.ensure("bookworm-backports")
 
 
+@pytest.fixture(scope="session")
+def kernel_debug(kernel_store: KernelStore) -> KernelTarget:
+    """bookworm's 6.1 built from Debian's source with KASAN, kmemleak, lockdep, failslab, KUnit."""
+    return kernel_store.ensure("bookworm:debug")
+
+
 @pytest.fixture(scope="session", params=["bookworm", "bookworm-backports"])
 def kernel(request: pytest.FixtureRequest, kernel_store: KernelStore) -> KernelTarget:
     """Each kernel target in turn: tests using it run once on 6.1 and once on 6.12."""

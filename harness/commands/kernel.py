@@ -25,13 +25,25 @@ class KernelCommand(CommandGroup):
 class KernelAdd(cli.Application):
     """Download and unpack a Debian kernel and create its suite's build environment: SPEC is a
     suite (bullseye, bookworm, bookworm-backports, bookworm-security, trixie, trixie-backports,
-    forky, sid, experimental), SUITE:FLAVOUR (trixie:cloud-amd64) or an exact release."""
+    forky, sid, experimental), SUITE:FLAVOUR (trixie:cloud-amd64) or an exact release. SUITE:debug
+    (bookworm:debug) builds the suite's kernel from Debian's linux-source package with KASAN,
+    kmemleak, lockdep, failslab and KUnit (a small guest config, built once in the suite's build
+    environment). With --tree PATH, a kernel tree you configured and built becomes a target."""
 
     refresh = cli.Flag("--refresh", help="re-read the archive's package lists first")
     no_env = cli.Flag("--no-env", help="do not create the build environment now (it is made on first build)")
+    tree = cli.SwitchAttr("--tree", str, help="add a kernel tree you built (needs Module.symvers, an image)")
 
-    def main(self, spec: str) -> int:
-        target = KernelStore().add(spec, refresh=self.refresh)
+    def main(self, spec: str = "") -> int:
+        store = KernelStore()
+        if self.tree:
+            if spec:
+                raise HarnessError("give either SPEC or --tree PATH, not both")
+            target = store.add_tree(Path(self.tree))
+        elif not spec:
+            raise HarnessError("kmh kernel add needs a SPEC (e.g. bookworm, bookworm:debug) or --tree PATH")
+        else:
+            target = store.add(spec, refresh=self.refresh)
         print(target.release)
         if not self.no_env:
             try:

@@ -95,8 +95,17 @@ class KernelStore:
 
     def add(self, spec: str, *, refresh: bool = False, progress: Progress | None = say) -> KernelTarget:
         """Download and unpack the kernel SPEC names; returns the existing target if already there."""
-        suite, _ = parse_spec(spec)  # reject nonsense before touching the network
         self.root.mkdir(parents=True, exist_ok=True)
+        if spec.endswith(":debug"):  # SUITE:debug is built from the suite's own kernel source
+            from harness.debugkernel.build import build_debug_target
+
+            suite, _ = parse_spec(spec.removesuffix(":debug"))
+            if not suite:
+                raise HarnessError(f"{spec!r}: a debug target is named SUITE:debug (bookworm:debug)")
+            if refresh:
+                self.archive.update((suite,), force=True)
+            return build_debug_target(self.root, self.archive, suite, progress=progress)
+        suite, _ = parse_spec(spec)  # reject nonsense before touching the network
         with self._locked():
             if progress:
                 progress(f"reading the Debian archive's {suite or 'kernel'} package lists")
@@ -166,6 +175,13 @@ class KernelStore:
                     f"out of disk space: kernel {packages.release} needs about {amount // MIB} MiB "
                     f"in {path}, {free // MIB} MiB free"
                 )
+
+    def add_tree(self, tree: Path, *, progress: Progress | None = say) -> KernelTarget:
+        """A kernel tree the user built, as a target (see :mod:`harness.debugkernel.tree`)."""
+        from harness.debugkernel.tree import add_tree
+
+        with self._locked():
+            return add_tree(self.root, tree, progress=progress)
 
     def remove(self, name: str) -> KernelTarget:
         """Delete one target's tree and what the cache made from it (its downloaded .debs stay).

@@ -31,6 +31,9 @@ class KernelTarget:
     #: Debian packages a kbuild for this kernel needs besides the target itself (its compiler,
     #: the libraries of its kbuild programs); a build environment of its suite provides them.
     toolchain: tuple[str, ...] = field(default=())
+    #: Boot the compressed image (bzImage) rather than vmlinux: for kernels whose PVH entry does
+    #: not come up under QEMU (the small debug config resets before its console is up).
+    boot_compressed: bool = False
 
     @property
     def name(self) -> str:
@@ -49,6 +52,11 @@ class KernelTarget:
         under TCG).
         """
         return self.root / "vmlinux"
+
+    @property
+    def boot_image(self) -> Path:
+        """What QEMU's ``-kernel`` gets: vmlinux (PVH entry, no decompression), or the bzImage."""
+        return self.vmlinuz if self.boot_compressed else self.vmlinux
 
     @property
     def config(self) -> Path:
@@ -85,7 +93,7 @@ class KernelTarget:
 
     def save(self) -> None:
         """Record what the target is, so the store can list it without re-reading packages."""
-        data = {
+        data: dict[str, object] = {
             "release": self.release,
             "version": self.version,
             "suite": self.suite,
@@ -93,6 +101,8 @@ class KernelTarget:
             "packages": list(self.packages),
             "toolchain": list(self.toolchain),
         }
+        if self.boot_compressed:
+            data["boot_compressed"] = True
         (self.root / self.METADATA).write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
@@ -106,4 +116,5 @@ class KernelTarget:
             flavour=data.get("flavour", "amd64"),
             packages=tuple(data.get("packages", ())),
             toolchain=tuple(data.get("toolchain", ())),
+            boot_compressed=bool(data.get("boot_compressed", False)),
         )

@@ -27,6 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.debugkernel.detectors import Detectors, leak_message, target_features
+from harness.debugkernel.kmemleak import describe as describe_leaks
+from harness.debugkernel.kunit import parse_ktap
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
 from harness.lifecycle.loaderrors import explain_load_error
@@ -143,6 +146,8 @@ class GuestCycle:
         self._warnings: list[Crash] = []
         #: Taint bits already reported with their cause (W after a reported WARNING).
         self._reported_taint = 0
+        #: A debug kernel's kmemleak bookkeeping (no-ops on other kernels).
+        self.detectors = Detectors(target_features(release), self._sh, modules.built)
 
     # -- driver ------------------------------------------------------------------------------
 
@@ -174,6 +179,8 @@ class GuestCycle:
                 self._stop = True
             self._judge_warnings(step)
             self._record(step)
+            if name == "load" and step.status == "pass":
+                self._record_kunit()
 
     def _prepare(self) -> None:
         """Install the module and take the "before" snapshot: the guest must be sound for this."""
@@ -232,7 +239,9 @@ class GuestCycle:
         lines = [text, f"kernel taint now: {taint or 'none'}"]
         lines += ["--- report ---", *(line for w in self._warnings for line in w.lines[:EVIDENCE_LINES])]
         evidence = "\n".join(lines)
-        headline = f"kernel WARNING during {step.name}: {self._describe_warning(self._warnings[0])}"
+        first = self._warnings[0]
+        report = "WARNING" if first.kind == "WARNING" else f"{first.kind} report"
+        headline = f"kernel {report} during {step.name}: {self._describe_warning(first)}"
         if step.status == "pass" and self.spec.expect.warnings == "fail":
             step.status, step.message = "fail", headline
             step.evidence = "\n".join(filter(None, [evidence, step.evidence]))
@@ -356,21 +365,30 @@ class GuestCycle:
 
     def _load(self, step: str = "load") -> StepResult:
         self._load_mark = self._mark()
+        self.detectors.before_load()
+        loaded: list[str] = []
         for module, command in self._load_commands():
             result = self._sh(command, timeout=self.spec.timeout)
             if result.exit_code != 0:
                 log = self._dmesg(self._load_mark)
                 evidence = result.stderr.strip() + "\n" + _tail(log)
                 why = explain_load_error(result.stderr, log, self.release, module)
+                leaks = self.detectors.leaks(module)  # what the failed init left behind
+                if leaks:
+                    why += f"; {leak_message(leaks)}"
+                    evidence += "\n--- kmemleak ---\n" + describe_leaks(leaks)
+                    self.reusable = False
                 left = self._undo_partial_load()
                 if left:
                     evidence += (
                         f"\nstill loaded after the failed load (the VM is replaced): {', '.join(left)}"
                     )
                 return StepResult(step, "fail", message=f"{command}: {why}", evidence=evidence.strip())
+            loaded.append(module)
         entry = self._proc_module(self.spec.name)
         if entry is None:
             return StepResult(step, "fail", message=f"{self.spec.name} is not in /proc/modules after loading")
+        self.detectors.loaded([name for name in loaded if name in self.modules.built])
         return StepResult(step, "pass", message=entry.describe())
 
     def _undo_partial_load(self) -> list[str]:
@@ -398,6 +416,19 @@ class GuestCycle:
         if left:
             self.reusable = False
         return left
+
+    def _record_kunit(self) -> None:
+        """One result per KUnit test case the load ran (KTAP in the kernel log since the load)."""
+        cases = parse_ktap(self._safe_dmesg(self._load_mark))
+        for case in cases:
+            evidence = "\n".join(case.diagnostics)
+            message = f"KUnit {case.name}: {case.status}"
+            if case.status == "fail" and case.diagnostics:
+                message += f": {case.diagnostics[0].lstrip('# ')}"
+            status: StepStatus = "fail" if case.status == "fail" else "pass"
+            if case.status == "skip":
+                status = "skip"
+            self._record(StepResult(f"kunit {case.name}", status, message=message, evidence=evidence))
 
     def _verify(self) -> StepResult:
         expect = self.spec.expect
@@ -619,6 +650,11 @@ class GuestCycle:
                 evidence = "\n".join(filter(None, [text, problems, net.describe()]))
                 message = (text or problems).splitlines()[0]
                 return StepResult("cleanup", "fail", message=message, evidence=evidence)
+        leaks = self.detectors.leaks(self.spec.name)
+        if leaks:
+            self.reusable = False
+            found = "\n".join(filter(None, [leak_message(leaks), describe_leaks(leaks), text]))
+            return StepResult("cleanup", "fail", message=leak_message(leaks), evidence=found)
         if not changes.clean:
             self.reusable = False
             return StepResult("cleanup", "fail", message=text.splitlines()[0], evidence=text)

@@ -19,6 +19,18 @@ _PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 
 #: (kind, pattern) in priority order; the first match opens a report.
 _OPENERS: tuple[tuple[CrashKind, re.Pattern[str]], ...] = (
+    # A debug kernel's reports (KASAN, lockdep, might_sleep) come first: they open with
+    # "BUG:"/"WARNING:" lines that are not an oops nor a WARN_ON.
+    ("KASAN", re.compile(r"^BUG: KASAN: ")),
+    ("sleep in atomic", re.compile(r"^BUG: (sleeping function called from invalid context|"
+                                   r"workqueue leaked lock or atomic)")),
+    ("lockdep", re.compile(r"^WARNING: (possible circular locking dependency detected|"
+                           r"possible recursive locking detected|inconsistent lock state|"
+                           r"possible irq lock inversion dependency detected|"
+                           r"lock held when returning to user space|"
+                           r"held lock freed|suspicious RCU usage|"
+                           r"bad unlock balance detected|nested lock was not taken)")),
+    ("lockdep", re.compile(r"^BUG: held lock freed")),
     ("soft lockup", re.compile(r"BUG: soft lockup")),
     ("hung task", re.compile(r"INFO: task \S+ blocked for more than \d+ seconds")),
     ("BUG", re.compile(r"kernel BUG at ")),
@@ -37,6 +49,18 @@ _WARN_AT = re.compile(r" at \S+ (?P<func>[\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[
 _TAINT = re.compile(r"Tainted: (?P<flags>[A-Z ]+?)\s+\d+\.\d+")
 _FRAME = re.compile(r"^\s*(?:\? )?(?P<frame>[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w-]+\])?)")
 _END = re.compile(r"---\[ end (trace|Kernel panic)")
+#: KASAN reports are framed by a line of "=" signs; lockdep and might_sleep ones end with the
+#: stack dump they print last.
+_KASAN_END = re.compile(r"^={20,}$")
+_TASK_END = "</TASK>"
+#: "in func+0x1c/0x30 [mod]" in a KASAN title; "at: func+0x.. [mod]" in a lockdep lock line;
+#: "[<ffffffff...>] func+0x../0x.. [mod]" after "Preemption disabled at:".
+_IN_FUNC = re.compile(r" in (?P<func>[\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?")
+_AT_FUNC = re.compile(r"(?:at: |\] )(?P<func>[\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+ \[(?P<mod>[\w-]+)\]")
+#: The KASAN line saying what the access was ("Read of size 8 at addr ... by task rmmod/90").
+KASAN_ACCESS = re.compile(
+    r"^(?P<access>(?:Read|Write) of size \d+) at addr (?P<addr>[0-9a-f]+) by task (?P<task>\S+)"
+)
 _FRAME_PARTS = re.compile(r"(?P<func>[\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?")
 _MACHINERY = re.compile(
     r"(dump_stack|show_stack|panic|vpanic|__schedule|schedule|schedule_timeout|"
@@ -62,7 +86,19 @@ def _build(kind: CrashKind, lines: list[str], command: str) -> Crash:
     trace: list[str] = []
     in_trace = False
     panicked = False
+    if kind == "KASAN":
+        match = _IN_FUNC.search(title)
+        if match:
+            function, module = match.group("func"), match.group("mod") or ""
+        # The title says what and where; the access line says how: both belong in one line.
+        access = next((m for m in map(KASAN_ACCESS.match, lines) if m), None)
+        if access:
+            title = f"{title}: {access.group('access')} by task {access.group('task')}"
     for line in lines:
+        if not function and kind in ("lockdep", "sleep in atomic"):
+            match = _AT_FUNC.search(line)
+            if match:
+                function, module = match.group("func"), match.group("mod")
         if not function:
             match = _RIP.search(line) or (_WARN_AT.search(line) if kind == "WARNING" else None)
             if match:
@@ -112,6 +148,15 @@ def _build(kind: CrashKind, lines: list[str], command: str) -> Crash:
     )
 
 
+def _ends(kind: CrashKind, line: str) -> bool:
+    """Whether LINE closes a debug kernel's report of KIND (they have no ``end trace`` line)."""
+    if kind == "KASAN":
+        return bool(_KASAN_END.match(line))
+    if kind in ("lockdep", "sleep in atomic"):
+        return line.strip() == _TASK_END
+    return False
+
+
 def parse_crashes(text: str | Iterable[str], *, command: str = "") -> list[Crash]:
     """Every crash report in TEXT (console or dmesg output), in order of appearance.
 
@@ -135,7 +180,7 @@ def parse_crashes(text: str | Iterable[str], *, command: str = "") -> list[Crash
             )
             if continuation and len(current) < _MAX_LINES:
                 current.append(line)
-                if _END.search(line):
+                if _END.search(line) or _ends(kind, line):
                     crashes.append(_build(kind, current, command))
                     kind, current = None, []
                 continue

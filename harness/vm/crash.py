@@ -9,10 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-CrashKind = Literal["oops", "BUG", "panic", "WARNING", "soft lockup", "hung task", "timeout"]
+CrashKind = Literal[
+    "oops", "BUG", "panic", "WARNING", "soft lockup", "hung task", "timeout",
+    "KASAN", "lockdep", "sleep in atomic",
+]
 
-#: Kinds after which the kernel can no longer be trusted: the VM is poisoned.
-POISONING_KINDS: frozenset[str] = frozenset({"oops", "BUG", "panic", "soft lockup", "hung task", "timeout"})
+#: Kinds after which the kernel can no longer be trusted: the VM is poisoned. A KASAN report
+#: means memory was already corrupted (or read after free): nothing after it can be believed.
+POISONING_KINDS: frozenset[str] = frozenset(
+    {"oops", "BUG", "panic", "soft lockup", "hung task", "timeout", "KASAN"}
+)
+#: Kinds that are findings, not crashes: the kernel goes on (a WARN_ON, a lockdep splat, a
+#: might_sleep() report of a debug kernel); the step that triggered them fails.
+FINDING_KINDS: frozenset[str] = frozenset({"WARNING", "lockdep", "sleep in atomic"})
 
 
 @dataclass(frozen=True)

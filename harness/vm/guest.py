@@ -7,8 +7,8 @@ answered in exactly one place:
 
 * A command's own reports are the kernel lines that arrived while it ran; when the guest died
   or could not be brought back after a timeout, the serial console's last words are read too.
-* WARNINGs are findings, not crashes: they come back in ``CommandResult.warnings`` and never
-  poison (the kernel goes on).
+* WARNINGs (and a debug kernel's lockdep and might_sleep reports) are findings, not crashes:
+  they come back in ``CommandResult.warnings`` and never poison (the kernel goes on).
 * An oops, BUG, panic, lockup or hung task poisons the guest. A timed-out command that the
   kill brings back is a ``timeout`` crash that does not poison; one that never comes back does.
 * Reports logged while no command runs (a module's timer, work item or leftover kthread) are
@@ -30,7 +30,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.vm.backend import LogMark
 from harness.vm.console import parse_crashes, primary
-from harness.vm.crash import Crash
+from harness.vm.crash import FINDING_KINDS, Crash
 from harness.vm.kmsg import LogRecord
 from harness.vm.result import NO_EXIT, CommandResult
 from harness.vm.transport import Exchange, Transport
@@ -155,8 +155,8 @@ class Guest:
             # The guest can't tell us any more: the console holds the last words.
             lines += exchange.console.splitlines()
         reports = parse_crashes(lines, command=shown)
-        warnings = [report for report in reports if report.kind == "WARNING"]
-        crash = primary([report for report in reports if report.kind != "WARNING"])
+        warnings = [report for report in reports if report.kind in FINDING_KINDS]
+        crash = primary([report for report in reports if report.kind not in FINDING_KINDS])
         if exchange.died:
             if crash is None:
                 title = f"the guest died while running {shown!r}"
@@ -196,7 +196,7 @@ class Guest:
             self._poison(self._blamed(replace(crash, panicked=True)))
             self._guest_died()
             return
-        found = primary([c for c in parse_crashes(self._drain()) if c.kind != "WARNING"])
+        found = primary([c for c in parse_crashes(self._drain()) if c.kind not in FINDING_KINDS])
         if found is not None and found.poisons:
             self._poison(self._blamed(found))
 

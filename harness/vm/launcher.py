@@ -102,7 +102,7 @@ class QemuLauncher:
             argv += ["-cpu", "host"]
         if QBOOT.is_file():
             argv += ["-bios", str(QBOOT)]
-        argv += ["-kernel", str(self.kernel.vmlinux), "-initrd", str(tmp / "initramfs.cpio")]
+        argv += ["-kernel", str(self.kernel.boot_image), "-initrd", str(tmp / "initramfs.cpio")]
         argv += ["-append", cfg.kernel_params()]
         argv += ["-chardev", f"file,id=con,path={tmp / 'console.log'}", "-serial", "chardev:con"]
         argv += ["-chardev", f"socket,id=agent,path={tmp / 'agent.sock'}"]

@@ -43,7 +43,7 @@ def snapshot_key(
     """
     digest = hashlib.sha256(FORMAT.encode())
     digest.update(_identity(Path(qemu)).encode())
-    digest.update(_identity(kernel.vmlinux).encode())
+    digest.update(_identity(kernel.boot_image).encode())
     digest.update("\0".join(arg.replace(tmpdir, "@TMP@") for arg in argv).encode())
     digest.update("\0".join(_identity(layer) for layer in layers).encode())
     return digest.hexdigest()[:20]

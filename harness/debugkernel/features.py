@@ -1,0 +1,48 @@
+"""Which detectors a kernel target offers, read from its own .config.
+
+A detector runs only when the target was built with its feature: a stock Debian kernel has none
+of them, so the same spec runs there exactly as before (and passes silently, which is the point
+of running it on a debug target too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.debugkernel.config import read_config
+from harness.kernels.target import KernelTarget
+
+
+@dataclass(frozen=True)
+class Features:
+    """The debug features of one kernel target."""
+
+    kmemleak: bool = False
+    kasan: bool = False
+    lockdep: bool = False
+    atomic_sleep: bool = False
+    failslab: bool = False
+    kunit: bool = False
+
+    @classmethod
+    def of(cls, target: KernelTarget) -> Features:
+        config = read_config(target.config)
+
+        def on(option: str) -> bool:
+            return config.get(option) == "y"
+
+        return cls(
+            kmemleak=on("DEBUG_KMEMLEAK") and not on("DEBUG_KMEMLEAK_DEFAULT_OFF"),
+            kasan=on("KASAN"),
+            lockdep=on("PROVE_LOCKING"),
+            atomic_sleep=on("DEBUG_ATOMIC_SLEEP"),
+            failslab=on("FAILSLAB") and on("FAULT_INJECTION_DEBUG_FS"),
+            kunit=config.get("KUNIT") in ("y", "m"),
+        )
+
+    @property
+    def any(self) -> bool:
+        return any((self.kmemleak, self.kasan, self.lockdep, self.atomic_sleep, self.failslab, self.kunit))
+
+    def names(self) -> list[str]:
+        return [name for name, on in vars(self).items() if on]
