@@ -20,8 +20,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
+from harness.elf.image import ElfImage
+from harness.errors import HarnessError
 from harness.vm.console import strip_prefix
+
+#: Where ``kunit_test_suites()`` puts a module's suites; the module loader runs what it finds
+#: there (6.0+), so a module without this section runs no KUnit test when it loads.
+SUITES_SECTION = ".kunit_test_suites"
 
 _SUBTEST = re.compile(r"^# Subtest: (?P<name>\S+)")
 _RESULT = re.compile(
@@ -92,3 +99,12 @@ def summary(results: list[CaseResult]) -> str:
     """``KUnit: 2 passed, 1 failed, 0 skipped``."""
     counts = {status: sum(r.status == status for r in results) for status in ("pass", "fail", "skip")}
     return f"KUnit: {counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped"
+
+
+def runs_kunit_suites(path: Path) -> bool:
+    """Whether loading the module at PATH runs KUnit suites: read from the file on the host, so
+    modules without suites (nearly all) cost no extra read of the guest's kernel log."""
+    try:
+        return ElfImage.open(path).has(SUITES_SECTION)
+    except (HarnessError, OSError):
+        return False  # the load step itself reports an unreadable module

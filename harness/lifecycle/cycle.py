@@ -20,6 +20,7 @@ on a fresh guest: nothing the module did can be judged from it.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from harness.debugkernel.detectors import Detectors, leak_message, target_features
 from harness.debugkernel.kmemleak import describe as describe_leaks
-from harness.debugkernel.kunit import parse_ktap
+from harness.debugkernel.kunit import parse_ktap, runs_kunit_suites
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
 from harness.lifecycle.loaderrors import explain_load_error
@@ -179,7 +180,7 @@ class GuestCycle:
                 self._stop = True
             self._judge_warnings(step)
             self._record(step)
-            if name == "load" and step.status == "pass":
+            if name == "load" and step.status == "pass" and self._runs_kunit:
                 self._record_kunit()
 
     def _prepare(self) -> None:
@@ -416,6 +417,10 @@ class GuestCycle:
         if left:
             self.reusable = False
         return left
+
+    @functools.cached_property
+    def _runs_kunit(self) -> bool:
+        return any(runs_kunit_suites(path) for path in self.modules.built.values())
 
     def _record_kunit(self) -> None:
         """One result per KUnit test case the load ran (KTAP in the kernel log since the load)."""
