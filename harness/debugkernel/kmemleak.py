@@ -11,9 +11,8 @@ task under ``do_init_module`` from an address no live code owns.
 
 kmemleak only reports objects older than 5 s (by the guest's clock) and may need two scans to
 settle, so the scan command first waits, in the guest, until :data:`MIN_AGE` has passed on the
-guest's own clock since the load started (the cycle's other steps usually fill it). Waiting on
-the host's clock is not enough: under TCG on a busy host, a scan that started 5.5 host seconds
-after the load found an object its kernel did not yet count as old, and a leak passed as clean.
+guest's own clock since the load started (the cycle's other steps usually fill it): the age is
+the guest's to judge, and a TCG guest's clock need not keep pace with the host's.
 """
 
 from __future__ import annotations

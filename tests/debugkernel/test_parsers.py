@@ -131,7 +131,7 @@ def test_kunit_ktap_cases_with_diagnostics_and_skips():
 
 def test_kmemleak_scan_waits_on_the_guests_clock():
     """kmemleak ages objects by the guest's clock: the scan waits there, from the uptime the clear
-    command printed, not on the host's (a busy TCG host let a 6.12 leak pass as clean)."""
+    command printed, not on the host's."""
     assert kmemleak.guest_uptime("68.67 2.36\n") == 68.67
     assert kmemleak.guest_uptime("") == 0.0 and kmemleak.guest_uptime("garbage") == 0.0
     command = kmemleak.scan_command(68.67)
