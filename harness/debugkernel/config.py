@@ -93,6 +93,7 @@ DEBUG = (
 #: Options turned off on top of tinyconfig's defaults.
 DISABLED = (
     "SLOB",
+    "SLUB_TINY",
     "DEBUG_KMEMLEAK_DEFAULT_OFF",
     "DEBUG_KMEMLEAK_AUTO_SCAN",
     "KASAN_INLINE",
