@@ -47,6 +47,8 @@ class Leak:
     #: The module it is attributed to ("" when none), and the frame that tied it there.
     module: str = ""
     frame: str = ""
+    #: The allocating task's PID (0 when the report gave none): which of several loads it was.
+    pid: int = 0
 
     def describe(self) -> str:
         where = f" in {self.frame}" if self.frame else ""
@@ -54,7 +56,7 @@ class Leak:
 
 
 _OBJECT = re.compile(r"^unreferenced object (?P<addr>0x[0-9a-f]+) \(size (?P<size>\d+)\):")
-_COMM = re.compile(r'^\s+comm "(?P<comm>[^"]*)"')
+_COMM = re.compile(r'^\s+comm "(?P<comm>[^"]*)"(?:, pid (?P<pid>\d+))?')
 #: ``[<ffffffff...>] func+0x1f/0x53``; the bracketed pointer is hashed or ``(____ptrval____)``.
 _FRAME = re.compile(r"^\s+\[<[^>]*>\] (?P<frame>\S+(?: \[[\w-]+\])?)")
 _RAW = re.compile(r"^0x(?P<addr>[0-9a-f]+)$")
@@ -74,6 +76,7 @@ def parse_report(text: str) -> list[Leak]:
                     int(str(current["size"])),
                     str(current.get("comm", "")),
                     tuple(frames),
+                    pid=int(str(current.get("pid", "0"))),
                 )
             )
 
@@ -88,6 +91,7 @@ def parse_report(text: str) -> list[Leak]:
         comm = _COMM.match(line)
         if comm:
             current["comm"] = comm.group("comm")
+            current["pid"] = comm.group("pid") or "0"
             continue
         frame = _FRAME.match(line)
         if frame:
@@ -179,7 +183,7 @@ def attribute(leaks: list[Leak], layouts: list[ModuleLayout], *, loader: str = "
             if in_init and raw_frames:
                 owner, frame = layouts[0].name, f"{raw_frames[0]} (its init, already unloaded)"
         if owner:
-            found.append(Leak(leak.address, leak.size, leak.comm, tuple(named), owner, frame))
+            found.append(Leak(leak.address, leak.size, leak.comm, tuple(named), owner, frame, leak.pid))
     return found
 
 

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kmh_faultctl: fail the Nth fault-injection point of one module's init, and nothing else.
+ *
+ * The kernel fires the initcall_start and initcall_finish tracepoints around a module's init
+ * (do_one_initcall, in the loading task). At start, when the init function belongs to the
+ * module named by the "target" parameter, the loading task's fail_nth (the counter behind
+ * /proc/self/fail-nth) is set to "nth"; at finish, whatever is left of it is recorded and it is
+ * reset, so the count starts exactly at init (the loader's own allocations before it never
+ * count) and nothing after init is failed. failslab must count GFP_KERNEL allocations for this
+ * (/sys/kernel/debug/failslab/ignore-gfp-wait = N); its probability stays 0.
+ *
+ * Parameters (/sys/module/kmh_faultctl/parameters/):
+ *   target     module name whose init is failed (set at load)
+ *   nth        N for the next init of target (0: off); one shot, reset at finish
+ *   seen       inits of target seen since load
+ *   fired      1 when the last armed init reached its Nth point (it was failed), else 0
+ *   remaining  what was left of N at finish (N - points init reached, when it did not fire)
+ *   ret        what the last armed init returned
+ */
+#include <linux/init.h>
+#include <linux/kallsyms.h>
+#include <linux/module.h>
+#include <linux/sched.h>
+#include <linux/string.h>
+#include <linux/tracepoint.h>
+
+#if !defined(CONFIG_FAULT_INJECTION) || !defined(CONFIG_TRACEPOINTS)
+#error "kmh_faultctl needs CONFIG_FAULT_INJECTION and CONFIG_TRACEPOINTS"
+#endif
+
+static char target[MODULE_NAME_LEN];
+module_param_string(target, target, sizeof(target), 0644);
+static unsigned int nth;
+module_param(nth, uint, 0644);
+static int seen;
+module_param(seen, int, 0444);
+static int fired;
+module_param(fired, int, 0444);
+static unsigned int remaining;
+module_param(remaining, uint, 0444);
+static int ret;
+module_param(ret, int, 0444);
+
+static struct tracepoint *tp_start, *tp_finish;
+/* The task whose init was armed: the finish probe resets only its counter. */
+static struct task_struct *armed;
+
+/* Does FN lie in TARGET? sprint_symbol names a module's symbol "func+0x0/0x10 [name]". */
+static bool is_target(initcall_t fn)
+{
+	char symbol[KSYM_SYMBOL_LEN];
+	char *name;
+	size_t len;
+
+	if (!target[0])
+		return false;
+	sprint_symbol(symbol, (unsigned long)fn);
+	name = strrchr(symbol, '[');
+	if (!name)
+		return false;
+	name++;
+	len = strcspn(name, "]");
+	return len == strlen(target) && !strncmp(name, target, len);
+}
+
+static void probe_start(void *data, initcall_t fn)
+{
+	unsigned int n = READ_ONCE(nth);
+
+	if (!n || !is_target(fn))
+		return;
+	WRITE_ONCE(armed, current);
+	WRITE_ONCE(current->fail_nth, n);
+}
+
+static void probe_finish(void *data, initcall_t fn, int result)
+{
+	unsigned int left;
+
+	if (READ_ONCE(armed) != current || !is_target(fn))
+		return;
+	left = READ_ONCE(current->fail_nth);
+	WRITE_ONCE(current->fail_nth, 0);
+	WRITE_ONCE(armed, NULL);
+	WRITE_ONCE(remaining, left);
+	WRITE_ONCE(fired, left == 0);
+	WRITE_ONCE(ret, result);
+	WRITE_ONCE(seen, seen + 1);
+	WRITE_ONCE(nth, 0);
+}
+
+static void find_tracepoints(struct tracepoint *tp, void *priv)
+{
+	if (!strcmp(tp->name, "initcall_start"))
+		tp_start = tp;
+	else if (!strcmp(tp->name, "initcall_finish"))
+		tp_finish = tp;
+}
+
+static int __init kmh_faultctl_init(void)
+{
+	int err;
+
+	for_each_kernel_tracepoint(find_tracepoints, NULL);
+	if (!tp_start || !tp_finish) {
+		pr_err("kmh_faultctl: no initcall_start/initcall_finish tracepoints\n");
+		return -ENOENT;
+	}
+	err = tracepoint_probe_register(tp_start, (void *)probe_start, NULL);
+	if (err)
+		return err;
+	err = tracepoint_probe_register(tp_finish, (void *)probe_finish, NULL);
+	if (err) {
+		tracepoint_probe_unregister(tp_start, (void *)probe_start, NULL);
+		tracepoint_synchronize_unregister();
+		return err;
+	}
+	return 0;
+}
+
+static void __exit kmh_faultctl_exit(void)
+{
+	tracepoint_probe_unregister(tp_finish, (void *)probe_finish, NULL);
+	tracepoint_probe_unregister(tp_start, (void *)probe_start, NULL);
+	tracepoint_synchronize_unregister();
+}
+
+module_init(kmh_faultctl_init);
+module_exit(kmh_faultctl_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("kmh: fail the Nth allocation of one module's init (fault-injection sweep)");
