@@ -157,17 +157,18 @@ def injected_frames(lines: list[str]) -> list[str] | None:
 
 def allocation_site(frames: list[str] | None, module: str) -> str:
     """Where the failed allocation was made: the module's own frame (``kmh_init+0x23/0x1000
-    [name]``), or the kernel function that allocated on init's behalf and the module frame that
-    called it; ``''`` when no stack was printed."""
+    [name]``), or the kernel function that allocated on init's behalf, the kernel API the
+    module called (when it is another) and the module's frame; ``''`` when no stack was printed."""
     if frames is None:
         return ""
     callers = [frame for frame in frames if not _MACHINERY.match(frame)]
-    own = next((frame for frame in callers if frame.endswith(f" [{module}]")), "")
     if not callers:
         return "an allocation with no caller in its stack"
-    if own == callers[0] or not own:
+    own = next((i for i, frame in enumerate(callers) if frame.endswith(f" [{module}]")), None)
+    if own is None or own == 0:
         return callers[0]
-    return f"{callers[0]} called from {own}"
+    api = f" in {callers[own - 1]}" if own > 1 else ""
+    return f"{callers[0]}{api} called from {callers[own]}"
 
 
 QUIET = "failed quietly (a __GFP_NOWARN allocation: no stack)"
