@@ -147,11 +147,11 @@ class FaultSweep:
     def _finish(self, points: int) -> StepResult:
         dirty = [injection for injection in self.injections if injection.leftovers]
         if dirty:
-            return self._end("fail", f"fault injection: {dirty[0].describe()}")
+            return self._end("fail", f"fault injection: {dirty[0].describe()}", clean_run=points)
         if self.stray:
-            return self._end("fail", f"fault injection: kmemleak: {self.stray[0]}")
+            return self._end("fail", f"fault injection: kmemleak: {self.stray[0]}", clean_run=points)
         quiet = sum(1 for injection in self.injections if not injection.site)
-        noted = f" ({quiet} of them quiet: kmemleak's own records)" if quiet else ""
+        noted = f" ({quiet} quiet: __GFP_NOWARN, such as kmemleak's own records)" if quiet else ""
         message = (
             f"fault injection: init reaches {points} fault-injection point(s){noted}; each failed in turn, "
             f"every failed init unwound cleanly ({self.loads} loads)"
