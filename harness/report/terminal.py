@@ -244,8 +244,11 @@ def _evidence(run: ModuleRun, color: bool, max_lines: int, max_frames: int) -> s
 
 def _shown_when_passed(step: StepResult) -> bool:
     """A passing fault-injection sweep still lists what it failed and how init coped: that list
-    is its result (see harness.debugkernel.sweep), where other passing steps have nothing to add."""
-    return step.name == "faults" and step.status == "pass" and bool(step.evidence.strip())
+    is its result (see harness.debugkernel.sweep), where other passing steps have nothing to add;
+    a skipped one says why (the kernel lacks the options), since the user asked for it."""
+    if step.name != "faults":
+        return False
+    return step.status == "skip" or (step.status == "pass" and bool(step.evidence.strip()))
 
 
 def _crash_lines(crash: Crash, max_frames: int) -> list[str]:

@@ -203,3 +203,14 @@ def test_a_passing_fault_sweep_still_lists_what_it_failed():
     assert "PASS kmh_faults_clean" in summary and "faults: pass: fault injection" in summary
     assert "| allocation #1 of init failed in kmh_init+0x23/0x1000 [kmh_faults_clean]" in summary
     assert "load: pass" not in summary  # other passing steps stay out of it
+
+
+def test_a_skipped_fault_sweep_says_which_options_the_kernel_lacks():
+    why = (
+        "fault injection needs CONFIG_FAULT_INJECTION, CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_DEBUG_FS, "
+        "which 6.1.0-56-amd64 lacks (try bookworm:debug)"
+    )
+    steps = [StepResult("load", "pass", message="loaded"), StepResult("faults", "skip", message=why)]
+    run = ModuleRun("kmh_faults_clean", "modules/debug/faults_clean.toml", "6.1.0-56-amd64", steps=steps)
+    summary = render_summary([run])
+    assert f"faults: skip: {why}" in summary and run.verdict == "pass"
