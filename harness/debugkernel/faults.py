@@ -104,10 +104,12 @@ def load_command(n: int, insmod: str, module: str) -> str:
     ``init_module``, so an init that failed once would run again, unfailed, and look clean.
     """
     record = " ".join(f"{PARAMETERS}/{p}" for p in ("seen", "fired", "remaining", "ret"))
+    site = f"{PARAMETERS}/site"
     # insmod's PID (the shell execs it) ties kmemleak's objects, reported later, to this load.
     load = f"/bin/sh -c {shlex.quote(f'echo kmh-pid $$; exec {insmod}')}"
     return (
-        f"echo {n} > {PARAMETERS}/nth; {load}; status=$?; echo; echo kmh-faultctl $(cat {record}); "
+        f"echo {n} > {PARAMETERS}/nth; {load}; status=$?; echo; echo kmh-faultctl-site $(cat {site}); "
+        f"echo kmh-faultctl $(cat {record}); "
         f"if [ $status = 0 ]; then /sbin/rmmod {module} || exit {UNLOAD_FAILED}; fi; exit $status"
     )
 
@@ -123,17 +125,21 @@ class Record:
     remaining: int
     ret: int
     pid: int = 0
+    #: The caller of the failed allocation, from the allocation tracepoints ('' if not seen).
+    site: str = ""
 
 
 def parse_record(stdout: str) -> Record | None:
     """The helper's line in a load command's output (None: it printed none, e.g. it is gone)."""
     pid = re.search(r"^kmh-pid (\d+)$", stdout, re.M)
+    site = re.search(r"^kmh-faultctl-site ?(.*)$", stdout, re.M)
     for line in reversed(stdout.splitlines()):
         words = line.split()
         numbers = all(re.fullmatch(r"-?\d+", word) for word in words[1:])
         if len(words) == 5 and words[0] == "kmh-faultctl" and numbers:
             seen, fired, remaining, ret = (int(word) for word in words[1:])
-            return Record(seen, fired == 1, remaining, ret, int(pid.group(1)) if pid else 0)
+            caller = site.group(1).strip() if site else ""
+            return Record(seen, fired == 1, remaining, ret, int(pid.group(1)) if pid else 0, caller)
     return None
 
 
@@ -171,7 +177,8 @@ def allocation_site(frames: list[str] | None, module: str) -> str:
     return f"{callers[0]}{api} called from {callers[own]}"
 
 
-QUIET = "failed quietly (a __GFP_NOWARN allocation: no stack)"
+QUIET_WHY = "a __GFP_NOWARN allocation: no stack"
+KMEMLEAK_RECORD = ", kmemleak's record of the allocation before"
 
 
 @dataclass
@@ -181,14 +188,19 @@ class Injection:
     n: int
     #: The PID of the load's insmod (kmemleak names the allocating task).
     pid: int
-    #: :func:`allocation_site`; '' for a quiet point (no stack printed).
+    #: :func:`allocation_site`, or the helper's record of the caller when no stack was printed.
     site: str
     #: insmod's error ('' when init swallowed the failure and the module loaded).
     error: str
     leftovers: list[str] = field(default_factory=list)
+    #: No stack was printed: a ``__GFP_NOWARN`` allocation (kmemleak's own record, mostly).
+    quiet: bool = False
 
     def describe(self) -> str:
-        where = f"failed in {self.site}" if self.site else QUIET
+        where = f"failed in {self.site}" if self.site else "failed"
+        if self.quiet:
+            kmemleak = self.site.startswith(("__create_object+", "create_object+", "mem_pool_alloc+"))
+            where += f" quietly ({QUIET_WHY}{KMEMLEAK_RECORD if kmemleak else ''})"
         result = f"init failed: {self.error}" if self.error else "init went on: loaded, then unloaded"
         left = "left behind: " + "; ".join(self.leftovers) if self.leftovers else "nothing left behind"
         return f"allocation #{self.n} of init {where}: {result}; {left}"

@@ -108,8 +108,9 @@ class FaultSweep:
                     return self._end("error", f"fault injection: init failed with nothing injected: {error}")
                 self._leaks(detectors, record.pid)
                 return self._finish(n - record.remaining)
-            site = faults.allocation_site(faults.injected_frames(cycle._dmesg(mark)), self.module)
-            injection = faults.Injection(n, record.pid, site, error)
+            frames = faults.injected_frames(cycle._dmesg(mark))
+            site = faults.allocation_site(frames, self.module) or record.site
+            injection = faults.Injection(n, record.pid, site, error, quiet=frames is None)
             self._state(injection, baseline)
             self.injections.append(injection)
         self._leaks(detectors, 0)
@@ -150,7 +151,7 @@ class FaultSweep:
             return self._end("fail", f"fault injection: {dirty[0].describe()}", clean_run=points)
         if self.stray:
             return self._end("fail", f"fault injection: kmemleak: {self.stray[0]}", clean_run=points)
-        quiet = sum(1 for injection in self.injections if not injection.site)
+        quiet = sum(1 for injection in self.injections if injection.quiet)
         noted = f" ({quiet} quiet: __GFP_NOWARN, such as kmemleak's own records)" if quiet else ""
         message = (
             f"fault injection: init reaches {points} fault-injection point(s){noted}; each failed in turn, "

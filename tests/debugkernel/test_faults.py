@@ -36,12 +36,14 @@ def _loads() -> dict[int, dict[str, str]]:
 def test_the_helpers_record_says_whether_the_nth_point_of_init_was_reached():
     loads = _loads()
     first = faults.parse_record(loads[1]["stdout"])
-    assert first == faults.Record(seen=1, fired=True, remaining=0, ret=-12, pid=30)
+    assert first == faults.Record(
+        seen=1, fired=True, remaining=0, ret=-12, pid=30, site="device_create_groups_vargs+0x44/0x11a"
+    )
     coped = faults.parse_record(loads[25]["stdout"])  # a uevent failed: misc_register goes on
     assert coped is not None and coped.fired and coped.ret == 0 and loads[25]["exit"] == "0"
     clean = faults.parse_record(loads[29]["stdout"])
     # Init reached 28 points: N = 29 was never reached, init ran clean; the sweep ends there.
-    assert clean is not None and not clean.fired and 29 - clean.remaining == 28
+    assert clean is not None and not clean.fired and 29 - clean.remaining == 28 and clean.site == ""
     assert faults.parse_record("insmod: ERROR: could not insert module\n") is None
 
 
@@ -58,15 +60,19 @@ def test_the_site_is_the_kernel_function_that_allocated_for_init_and_the_module_
     assert parse_crashes(loads[7]["dmesg"].splitlines()) == []
 
 
-def test_a_quiet_point_prints_no_stack():
-    """Every other point is kmemleak's own record of an allocation (__GFP_NOWARN): no stack."""
+def test_a_quiet_point_prints_no_stack_and_the_helper_names_it():
+    """Every other point is kmemleak's own record of the allocation before (__GFP_NOWARN): no
+    stack is printed, the helper's allocation tracepoints name the caller all the same."""
     loads = _loads()
     assert faults.injected_frames(loads[2]["dmesg"].splitlines()) is None
     assert faults.allocation_site(None, "kmh_misc_faults") == ""
-    injection = faults.Injection(2, 33, "", "")
+    record = faults.parse_record(loads[2]["stdout"])
+    assert record is not None and record.site == "__create_object+0x5a/0x51a" and record.ret == 0
+    injection = faults.Injection(2, record.pid, record.site, "", quiet=True)
     assert injection.describe() == (
-        "allocation #2 of init failed quietly (a __GFP_NOWARN allocation: no stack): "
-        "init went on: loaded, then unloaded; nothing left behind"
+        "allocation #2 of init failed in __create_object+0x5a/0x51a quietly (a __GFP_NOWARN allocation: "
+        "no stack, kmemleak's record of the allocation before): init went on: loaded, then unloaded; "
+        "nothing left behind"
     )
 
 

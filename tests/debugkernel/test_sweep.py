@@ -75,6 +75,7 @@ def test_the_sweep_fails_each_point_of_init_until_a_load_runs_clean(kernel_debug
     assert lines[0].endswith("Cannot allocate memory (ENOMEM); nothing left behind")
     # The uevent failures misc_register swallows: the module loaded, and was unloaded again.
     assert "init went on: loaded, then unloaded; nothing left behind" in lines[24]
+    assert "quietly" in lines[1] and "kmemleak's record" in lines[1] and "quietly" not in lines[24]
     assert "kobject_uevent_env+0x108/0x3e7" in lines[24]
     # Each load wraps kmod's insmod in a shell that prints its PID, then unloads what loaded.
     loads_run = [call for call in transport.calls if NTH.search(call)]

@@ -189,8 +189,9 @@ def test_a_passing_fault_sweep_still_lists_what_it_failed():
             "allocation #1 of init failed in kmh_init+0x23/0x1000 [kmh_faults_clean]: init failed: "
             "insmod: ERROR: could not insert module kmh_faults_clean.ko: Cannot allocate memory (ENOMEM); "
             "nothing left behind",
-            "allocation #2 of init failed quietly (a __GFP_NOWARN allocation: no stack): "
-            "init went on: loaded, then unloaded; nothing left behind",
+            "allocation #2 of init failed in __create_object+0x5a/0x51a quietly (a __GFP_NOWARN allocation: "
+            "no stack, kmemleak's record of the allocation before): init went on: loaded, then unloaded; "
+            "nothing left behind",
             "load #3: init ran clean (2 point(s) reached, none failed)",
         ]
     )

@@ -17,12 +17,16 @@
  *   fired      1 when the last armed init reached its Nth point (it was failed), else 0
  *   remaining  what was left of N at finish (N - points init reached, when it did not fire)
  *   ret        what the last armed init returned
+ *   site       the caller of the allocation that was failed ("" when none was), as
+ *              sprint_symbol names it: from the kmalloc/kmem_cache_alloc tracepoints, which
+ *              report a NULL result; it names quiet failures too (__GFP_NOWARN ones print no stack)
  */
 #include <linux/init.h>
 #include <linux/kallsyms.h>
 #include <linux/module.h>
 #include <linux/sched.h>
 #include <linux/string.h>
+#include <linux/slab.h>
 #include <linux/tracepoint.h>
 
 #if !defined(CONFIG_FAULT_INJECTION) || !defined(CONFIG_TRACEPOINTS)
@@ -42,7 +46,10 @@ module_param(remaining, uint, 0444);
 static int ret;
 module_param(ret, int, 0444);
 
-static struct tracepoint *tp_start, *tp_finish;
+static char site[KSYM_SYMBOL_LEN];
+module_param_string(site, site, sizeof(site), 0444);
+
+static struct tracepoint *tp_start, *tp_finish, *tp_kmalloc, *tp_cache_alloc;
 /* The task whose init was armed: the finish probe resets only its counter. */
 static struct task_struct *armed;
 
@@ -70,8 +77,29 @@ static void probe_start(void *data, initcall_t fn)
 
 	if (!n || !is_target(fn))
 		return;
+	site[0] = '\0';
 	WRITE_ONCE(armed, current);
 	WRITE_ONCE(current->fail_nth, n);
+}
+
+/* The first NULL an armed task gets once its count reached 0 is the failure we injected. */
+static void failed_at(const void *ptr, unsigned long call_site)
+{
+	if (ptr || READ_ONCE(armed) != current || READ_ONCE(current->fail_nth) || site[0])
+		return;
+	sprint_symbol(site, call_site);
+}
+
+static void probe_kmalloc(void *data, unsigned long call_site, const void *ptr, size_t bytes_req,
+			  size_t bytes_alloc, gfp_t gfp_flags, int node)
+{
+	failed_at(ptr, call_site);
+}
+
+static void probe_cache_alloc(void *data, unsigned long call_site, const void *ptr,
+			      struct kmem_cache *s, gfp_t gfp_flags, int node)
+{
+	failed_at(ptr, call_site);
 }
 
 static void probe_finish(void *data, initcall_t fn, int result)
@@ -96,6 +124,21 @@ static void find_tracepoints(struct tracepoint *tp, void *priv)
 		tp_start = tp;
 	else if (!strcmp(tp->name, "initcall_finish"))
 		tp_finish = tp;
+	else if (!strcmp(tp->name, "kmalloc"))
+		tp_kmalloc = tp;
+	else if (!strcmp(tp->name, "kmem_cache_alloc"))
+		tp_cache_alloc = tp;
+}
+
+static void unregister_all(void)
+{
+	if (tp_cache_alloc)
+		tracepoint_probe_unregister(tp_cache_alloc, (void *)probe_cache_alloc, NULL);
+	if (tp_kmalloc)
+		tracepoint_probe_unregister(tp_kmalloc, (void *)probe_kmalloc, NULL);
+	tracepoint_probe_unregister(tp_finish, (void *)probe_finish, NULL);
+	tracepoint_probe_unregister(tp_start, (void *)probe_start, NULL);
+	tracepoint_synchronize_unregister();
 }
 
 static int __init kmh_faultctl_init(void)
@@ -116,14 +159,17 @@ static int __init kmh_faultctl_init(void)
 		tracepoint_synchronize_unregister();
 		return err;
 	}
+	/* The allocation tracepoints only name the site: without them the stack still does. */
+	if (tp_kmalloc && tracepoint_probe_register(tp_kmalloc, (void *)probe_kmalloc, NULL))
+		tp_kmalloc = NULL;
+	if (tp_cache_alloc && tracepoint_probe_register(tp_cache_alloc, (void *)probe_cache_alloc, NULL))
+		tp_cache_alloc = NULL;
 	return 0;
 }
 
 static void __exit kmh_faultctl_exit(void)
 {
-	tracepoint_probe_unregister(tp_finish, (void *)probe_finish, NULL);
-	tracepoint_probe_unregister(tp_start, (void *)probe_start, NULL);
-	tracepoint_synchronize_unregister();
+	unregister_all();
 }
 
 module_init(kmh_faultctl_init);
