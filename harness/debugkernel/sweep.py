@@ -42,7 +42,7 @@ class FaultSweep:
     def __init__(self, cycle: GuestCycle) -> None:
         self.cycle = cycle
         self.module = cycle.spec.name.replace("-", "_")
-        self.insmod = cycle._load_commands()[-1][1]
+        *self.companions, (_, self.insmod) = cycle._load_commands()
         self.injections: list[faults.Injection] = []
         self.evidence: list[str] = []
         #: Leaks of loads with nothing injected (not an unwind's, but not clean either).
@@ -63,16 +63,31 @@ class FaultSweep:
         if cycle.spec.method != "insmod":
             why = "fault injection loads the module with insmod: the spec's method is modprobe"
             return StepResult("faults", "skip", message=why)
-        helper = f"/tmp/{faults.NAME}.ko"
-        cycle.vm.put(faults.build_helper(target), helper)
-        cycle._sh(faults.load_helper_command(helper, self.module), what=f"loading {faults.NAME}")
-        cycle._sh(faults.SETUP_COMMAND, what="setting up failslab")
         try:
+            ko = faults.build_helper(target)
+        except HarnessError as error:
+            return StepResult("faults", "error", message=error.message, evidence=error.details or "")
+        helper = f"/tmp/{faults.NAME}.ko"
+        cycle.vm.put(ko, helper)
+        setup = [
+            (faults.load_helper_command(helper, self.module), f"loading {faults.NAME}"),
+            (faults.SETUP_COMMAND, "setting up failslab"),
+            # The module's companions (and the tree modules it needs) stay loaded for the sweep.
+            *((command, f"loading {name}") for name, command in self.companions),
+        ]
+        try:
+            for command, what in setup:
+                result = cycle._sh(command, timeout=cycle.spec.timeout, what=what)
+                if result.exit_code != 0:
+                    why = explain_error(result.stderr) or f"exit {result.exit_code}"
+                    return StepResult("faults", "error", message=f"fault injection: {what} failed: {why}")
             return self._sweep()
         finally:
             if not cycle.vm.poisoned:
-                cycle._sh(faults.RESTORE_COMMAND, what="restoring failslab")
-                cycle._sh(faults.UNLOAD_HELPER_COMMAND, what=f"unloading {faults.NAME}")
+                names = [name for name, _ in reversed(self.companions)]
+                undo = [f"/sbin/rmmod {name} || /sbin/modprobe -r {name}" for name in names]
+                undo += [faults.RESTORE_COMMAND, faults.UNLOAD_HELPER_COMMAND]
+                cycle._sh("; ".join(undo), what=f"restoring failslab, unloading {faults.NAME}")
 
     def _sweep(self) -> StepResult:
         cycle = self.cycle

@@ -81,10 +81,8 @@ def test_the_sweep_fails_each_point_of_init_until_a_load_runs_clean(kernel_debug
     loads_run = [call for call in transport.calls if NTH.search(call)]
     assert len(loads_run) == 29 and "exec /sbin/insmod /lib/modules/" in loads_run[0]
     # failslab is put back and the helper unloaded: the guest is as it was for the next module.
-    assert (
-        "echo Y > ignore-gfp-wait" in transport.calls[-2]
-        and transport.calls[-1] == "/sbin/rmmod kmh_faultctl"
-    )
+    assert "echo Y > ignore-gfp-wait" in transport.calls[-1]
+    assert transport.calls[-1].endswith("; /sbin/rmmod kmh_faultctl")
 
 
 def test_a_failed_init_that_leaves_a_module_behind_fails_the_sweep_at_its_n(kernel_debug, tmp_path):
@@ -146,3 +144,34 @@ def test_a_target_without_fault_injection_skips_with_the_missing_options(kernel_
     assert step.status == "skip" and transport.calls == []
     assert step.message.startswith("fault injection needs CONFIG_FAULT_INJECTION, CONFIG_FAILSLAB")
     assert f"which {kernel_61.release} lacks" in step.message
+
+
+def test_companions_stay_loaded_for_the_sweep_and_go_after_it(kernel_debug, tmp_path):
+    """The module's init may need its companions' symbols: they are loaded first, then removed."""
+    loads = _loads()
+    spec = spec_from_dict(
+        {
+            "module": {"template": "misc", "name": MODULE},
+            "companion": [{"template": "hello", "name": "kmh_companion"}],
+            "load": {"inject_faults": True},
+        },
+        origin="t.toml",
+        base=tmp_path,
+    )
+    built = {}
+    for name in ("kmh_companion", MODULE):
+        built[name] = tmp_path / f"{name}.ko"
+        built[name].write_bytes(b"\x7fELF scripted")
+    transport = ScriptedTransport(
+        [(NTH.pattern, lambda c: _replay(int(NTH.search(c)[1]), loads)), (r"kmemleak", Reply(stdout=""))]
+    )
+    run = ModuleRun(MODULE, "t.toml", kernel_debug.release)
+    modules = GuestModules(built, ["kmh_companion", MODULE])
+    cycle = GuestCycle(FakeVM(transport), spec, run, modules, kernel_debug.release)
+    cycle._prepare()
+    step = FaultSweep(cycle).run()
+    assert step.status == "pass", step.evidence
+    first_load = next(i for i, call in enumerate(transport.calls) if NTH.search(call))
+    companion = [i for i, call in enumerate(transport.calls) if "insmod" in call and "kmh_companion" in call]
+    assert companion and companion[0] < first_load
+    assert transport.calls[-1].startswith("/sbin/rmmod kmh_companion || /sbin/modprobe -r kmh_companion; ")
