@@ -18,7 +18,9 @@ randomness), and ``verbose=2`` prints the stack of each injected failure: the fr
 ``kmh_init+0x23/0x1000 [name]`` in it is the allocation site. An allocation made with
 ``__GFP_NOWARN`` prints nothing: with kmemleak, every slab allocation is followed by kmemleak's
 own record of it (a NOWARN allocation that falls back to kmemleak's pool when it fails), so
-every other N of a kmemleak kernel is such a quiet point that init does not notice.
+every other N of a kmemleak kernel is such a quiet point that init does not notice. The helper
+names those too: it watches the ``kmalloc``/``kmem_cache_alloc`` tracepoints for the first NULL
+the armed task gets once its count reached 0, and keeps its caller (``__create_object+0x5a``).
 
 kmalloc above 8 KiB goes to the page allocator, whose fault point (``CONFIG_FAIL_PAGE_ALLOC``)
 the debug target does not build: those allocations are never failed.
