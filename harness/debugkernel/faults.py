@@ -68,6 +68,7 @@ _MACHINERY = re.compile(
     r"^(dump_stack\w*|should_fail\w*|should_failslab|slab_pre_alloc_hook\S*|\w*kmem_cache_alloc\w*"
     r"|\w*kmalloc\w*|kzalloc\w*|kmemdup\w*|kstrdup\w*|krealloc\w*|kvmalloc\w*|slab_alloc\w*)\+"
 )
+_SYMBOL = re.compile(r"(?P<name>[\w.$]+)\+0x0/0x(?P<size>[0-9a-f]+) \[(?P<module>[\w-]+)\]")
 _FRAME = re.compile(r"^\s*(?P<frame>[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?)\s*$")
 
 
@@ -106,11 +107,12 @@ def load_command(n: int, insmod: str, module: str) -> str:
     ``init_module``, so an init that failed once would run again, unfailed, and look clean.
     """
     record = " ".join(f"{PARAMETERS}/{p}" for p in ("seen", "fired", "remaining", "ret"))
-    site = f"{PARAMETERS}/site"
+    site, init = f"{PARAMETERS}/site", f"{PARAMETERS}/init"
     # insmod's PID (the shell execs it) ties kmemleak's objects, reported later, to this load.
     load = f"/bin/sh -c {shlex.quote(f'echo kmh-pid $$; exec {insmod}')}"
     return (
         f"echo {n} > {PARAMETERS}/nth; {load}; status=$?; echo; echo kmh-faultctl-site $(cat {site}); "
+        f"echo kmh-faultctl-init $(cat {init}); "
         f"echo kmh-faultctl $(cat {record}); "
         f"if [ $status = 0 ]; then /sbin/rmmod {module} || exit {UNLOAD_FAILED}; fi; exit $status"
     )
@@ -129,19 +131,38 @@ class Record:
     pid: int = 0
     #: The caller of the failed allocation, from the allocation tracepoints ('' if not seen).
     site: str = ""
+    #: Where the armed init function sat (0 if not known) and its symbol (``kmh_init+0x0/0x1000
+    #: [name]``): kmemleak prints the frames of a failed init as raw addresses.
+    init_address: int = 0
+    init_symbol: str = ""
+
+    def name_frame(self, frame: str) -> str:
+        """A raw backtrace address inside the init function, named (``kmh_init+0x23/0x1000
+        [name]``); any other frame as it was."""
+        raw = re.fullmatch(r"0x([0-9a-f]+)", frame)
+        symbol = _SYMBOL.fullmatch(self.init_symbol)
+        if not raw or not symbol or not self.init_address:
+            return frame
+        offset = int(raw.group(1), 16) - self.init_address
+        size = int(symbol.group("size"), 16)
+        if not 0 <= offset < size:
+            return frame
+        return f"{symbol.group('name')}+{offset:#x}/{size:#x} [{symbol.group('module')}]"
 
 
 def parse_record(stdout: str) -> Record | None:
     """The helper's line in a load command's output (None: it printed none, e.g. it is gone)."""
     pid = re.search(r"^kmh-pid (\d+)$", stdout, re.M)
     site = re.search(r"^kmh-faultctl-site ?(.*)$", stdout, re.M)
+    init = re.search(r"^kmh-faultctl-init ([0-9a-f]+) (.*)$", stdout, re.M)
     for line in reversed(stdout.splitlines()):
         words = line.split()
         numbers = all(re.fullmatch(r"-?\d+", word) for word in words[1:])
         if len(words) == 5 and words[0] == "kmh-faultctl" and numbers:
             seen, fired, remaining, ret = (int(word) for word in words[1:])
             caller = site.group(1).strip() if site else ""
-            return Record(seen, fired == 1, remaining, ret, int(pid.group(1)) if pid else 0, caller)
+            where = (int(init.group(1), 16), init.group(2).strip()) if init else (0, "")
+            return Record(seen, fired == 1, remaining, ret, int(pid.group(1)) if pid else 0, caller, *where)
     return None
 
 

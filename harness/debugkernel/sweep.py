@@ -18,10 +18,12 @@ takes seconds under KASAN and needs objects 5 s old): its objects go to loads by
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from harness.debugkernel import faults
 from harness.debugkernel.detectors import Detectors, leak_message
+from harness.debugkernel.kmemleak import Leak
 from harness.debugkernel.kmemleak import describe as describe_leaks
 from harness.errors import HarnessError
 from harness.kernels.store import KernelStore
@@ -48,6 +50,8 @@ class FaultSweep:
         #: Leaks of loads with nothing injected (not an unwind's, but not clean either).
         self.stray: list[str] = []
         self.loads = 0
+        #: The helper's record of each load, by its insmod's PID (to name kmemleak's frames).
+        self.records: dict[int, faults.Record] = {}
 
     def run(self) -> StepResult:
         cycle = self.cycle
@@ -126,6 +130,7 @@ class FaultSweep:
             frames = faults.injected_frames(cycle._dmesg(mark))
             site = faults.allocation_site(frames, self.module) or record.site
             injection = faults.Injection(n, record.pid, site, error, quiet=frames is None)
+            self.records[record.pid] = record
             self._state(injection, baseline)
             self.injections.append(injection)
         self._leaks(detectors, 0)
@@ -145,7 +150,7 @@ class FaultSweep:
     def _leaks(self, detectors: Detectors, clean_pid: int) -> None:
         """kmemleak, once for the whole sweep (a scan takes seconds under KASAN, and objects must
         be 5 s old): each unreferenced object goes to the load whose insmod allocated it."""
-        leaks = detectors.leaks(self.module)
+        leaks = [self._named(leak) for leak in detectors.leaks(self.module)]
         by_pid = {injection.pid: injection for injection in self.injections}
         for pid in sorted({leak.pid for leak in leaks}):
             found = [leak for leak in leaks if leak.pid == pid]
@@ -159,6 +164,15 @@ class FaultSweep:
                 continue
             injection.leftovers.append(leak_message(found))
             self.evidence.append(f"--- allocation #{injection.n}: kmemleak ---\n{describe_leaks(found)}")
+
+    def _named(self, leak: Leak) -> Leak:
+        """LEAK with the raw frames of its load's failed init named (the module is gone)."""
+        record = self.records.get(leak.pid)
+        if record is None:
+            return leak
+        backtrace = tuple(record.name_frame(frame) for frame in leak.backtrace)
+        own = next((frame for frame in backtrace if frame.endswith(f" [{self.module}]")), "")
+        return dataclasses.replace(leak, backtrace=backtrace, frame=own or leak.frame)
 
     def _finish(self, points: int) -> StepResult:
         dirty = [injection for injection in self.injections if injection.leftovers]

@@ -117,6 +117,9 @@ def test_fault_injection_fails_each_allocation_of_init_once(debug_runs):
     assert "allocation #1 of init failed in kmh_init+" in failed.evidence
     assert "--- allocation #3: kmemleak ---\nunreferenced object 0x" in failed.evidence
     assert "(size 2048)" in failed.evidence
+    # The buffer's allocation site in the failed init, named though the module is gone.
+    leak = failed.evidence.split("--- allocation #3: kmemleak ---")[1]
+    assert re.search(r"\n    kmh_init\+0x[0-9a-f]+/0x[0-9a-f]+ \[kmh_unwind_leak\]\n", leak), leak
 
 
 @pytest.fixture(scope="module")

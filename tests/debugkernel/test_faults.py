@@ -107,3 +107,21 @@ def test_a_target_lacking_fault_injection_is_named_by_its_missing_options(kernel
     assert options and set(options) <= {f"CONFIG_{option}" for option in faults.REQUIRED}
     assert "CONFIG_FAILSLAB" in options and "CONFIG_TRACEPOINTS" not in options
     assert faults.missing_options(kernel_debug) == []
+
+
+def test_the_failed_inits_raw_frame_in_kmemleak_is_named_through_the_helpers_record():
+    """One load of unwind_leak with its 3rd point failing, then kmemleak's report (same guest):
+    the PID ties the object to the load, the recorded init address names its raw frame."""
+    text = (DATA / "faults_unwind_leak_load.txt").read_text()
+    stdout = text.split("--- stdout\n")[1].split("--- stderr\n")[0]
+    record = faults.parse_record(stdout)
+    assert record is not None and record.fired and record.ret == -12 and record.pid == 31
+    assert record.site == "kmh_init+0x5b/0x1000 [kmh_unwind_leak]"
+    assert record.init_address == 0xFFFFFFFFA0010000
+    assert record.init_symbol == "kmh_init+0x0/0x1000 [kmh_unwind_leak]"
+    (leak,) = kmemleak.parse_report(text.split("=== kmemleak\n")[1])
+    assert leak.pid == record.pid and leak.backtrace[2] == "0xffffffffa0010023"
+    named = [record.name_frame(frame) for frame in leak.backtrace]
+    assert named[2] == "kmh_init+0x23/0x1000 [kmh_unwind_leak]"
+    assert named[:2] + named[3:] == list(leak.backtrace[:2] + leak.backtrace[3:])
+    assert record.name_frame("0xffffffffa0011000") == "0xffffffffa0011000"  # past init's end

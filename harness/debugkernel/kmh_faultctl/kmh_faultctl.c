@@ -20,6 +20,8 @@
  *   site       the caller of the allocation that was failed ("" when none was), as
  *              sprint_symbol names it: from the kmalloc/kmem_cache_alloc tracepoints, which
  *              report a NULL result; it names quiet failures too (__GFP_NOWARN ones print no stack)
+ *   init       "<address> <symbol>" of the last armed init function: kmemleak prints a failed
+ *              init's frames as raw addresses once the module is gone, this names them
  */
 #include <linux/init.h>
 #include <linux/kallsyms.h>
@@ -48,21 +50,22 @@ module_param(ret, int, 0444);
 
 static char site[KSYM_SYMBOL_LEN];
 module_param_string(site, site, sizeof(site), 0444);
+static char init[KSYM_SYMBOL_LEN + 20];
+module_param_string(init, init, sizeof(init), 0444);
 
 static struct tracepoint *tp_start, *tp_finish, *tp_kmalloc, *tp_cache_alloc;
-/* The task whose init was armed: the finish probe resets only its counter. */
+/* The task whose init was armed, and that init: the finish probe resets only its counter. */
 static struct task_struct *armed;
+static initcall_t armed_fn;
 
-/* Does FN lie in TARGET? sprint_symbol names a module's symbol "func+0x0/0x10 [name]". */
-static bool is_target(initcall_t fn)
+/* Does SYMBOL (sprint_symbol's "func+0x0/0x10 [name]" for an init function) lie in TARGET? */
+static bool is_target(const char *symbol)
 {
-	char symbol[KSYM_SYMBOL_LEN];
-	char *name;
+	const char *name;
 	size_t len;
 
 	if (!target[0])
 		return false;
-	sprint_symbol(symbol, (unsigned long)fn);
 	name = strrchr(symbol, '[');
 	if (!name)
 		return false;
@@ -73,13 +76,36 @@ static bool is_target(initcall_t fn)
 
 static void probe_start(void *data, initcall_t fn)
 {
+	char symbol[KSYM_SYMBOL_LEN];
 	unsigned int n = READ_ONCE(nth);
 
-	if (!n || !is_target(fn))
+	if (!n)
 		return;
+	sprint_symbol(symbol, (unsigned long)fn);
+	if (!is_target(symbol))
+		return;
+	/* Where init sits: kmemleak prints a failed init's frames as raw addresses later. */
+	snprintf(init, sizeof(init), "%lx %s", (unsigned long)fn, symbol);
 	site[0] = '\0';
+	armed_fn = fn;
 	WRITE_ONCE(armed, current);
 	WRITE_ONCE(current->fail_nth, n);
+}
+
+static void probe_finish(void *data, initcall_t fn, int result)
+{
+	unsigned int left;
+
+	if (READ_ONCE(armed) != current || fn != armed_fn)
+		return;
+	left = READ_ONCE(current->fail_nth);
+	WRITE_ONCE(current->fail_nth, 0);
+	WRITE_ONCE(armed, NULL);
+	WRITE_ONCE(remaining, left);
+	WRITE_ONCE(fired, left == 0);
+	WRITE_ONCE(ret, result);
+	WRITE_ONCE(seen, seen + 1);
+	WRITE_ONCE(nth, 0);
 }
 
 /* The first NULL an armed task gets once its count reached 0 is the failure we injected. */
@@ -100,22 +126,6 @@ static void probe_cache_alloc(void *data, unsigned long call_site, const void *p
 			      struct kmem_cache *s, gfp_t gfp_flags, int node)
 {
 	failed_at(ptr, call_site);
-}
-
-static void probe_finish(void *data, initcall_t fn, int result)
-{
-	unsigned int left;
-
-	if (READ_ONCE(armed) != current || !is_target(fn))
-		return;
-	left = READ_ONCE(current->fail_nth);
-	WRITE_ONCE(current->fail_nth, 0);
-	WRITE_ONCE(armed, NULL);
-	WRITE_ONCE(remaining, left);
-	WRITE_ONCE(fired, left == 0);
-	WRITE_ONCE(ret, result);
-	WRITE_ONCE(seen, seen + 1);
-	WRITE_ONCE(nth, 0);
 }
 
 static void find_tracepoints(struct tracepoint *tp, void *priv)
