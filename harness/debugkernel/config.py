@@ -136,6 +136,8 @@ REQUIRED = (
     "DEBUG_ATOMIC_SLEEP",
     "FAILSLAB",
     "FAULT_INJECTION_DEBUG_FS",
+    # Selected, not set: the fault sweep's helper module attaches to the initcall tracepoints.
+    "TRACEPOINTS",
     "KUNIT",
     "VIRTIO_CONSOLE",
     "VIRTIO_PCI",

@@ -65,10 +65,11 @@ class Detectors:
         """Objects the modules allocated and nobody freed (main's first when nothing is recorded)."""
         if not self.features.kmemleak:
             return []
-        if not self._guest_load_started:  # the guest's clock is unknown: wait on the host's
-            wait = kmemleak.MIN_AGE - (time.monotonic() - self._load_started)
-            if wait > 0:
-                time.sleep(wait)
+        # The host's clock from the last load (the fault sweep marks each of its loads with
+        # started()), then the guest's own from before_load() in the scan command.
+        wait = kmemleak.MIN_AGE - (time.monotonic() - self._load_started)
+        if wait > 0:
+            time.sleep(wait)
         scan = kmemleak.scan_command(self._guest_load_started)
         report = self.sh(scan, timeout=120, what="kmemleak scan").stdout
         layouts = list(self.layouts.values()) or [kmemleak.ModuleLayout(main)]

@@ -69,6 +69,8 @@ class Leak:
     #: The module it is attributed to ("" when none), and the frame that tied it there.
     module: str = ""
     frame: str = ""
+    #: The allocating task's PID (0 when the report gave none): which of several loads it was.
+    pid: int = 0
 
     def describe(self) -> str:
         where = f" in {self.frame}" if self.frame else ""
@@ -76,7 +78,7 @@ class Leak:
 
 
 _OBJECT = re.compile(r"^unreferenced object (?P<addr>0x[0-9a-f]+) \(size (?P<size>\d+)\):")
-_COMM = re.compile(r'^\s+comm "(?P<comm>[^"]*)"')
+_COMM = re.compile(r'^\s+comm "(?P<comm>[^"]*)"(?:, pid (?P<pid>\d+))?')
 #: ``  backtrace:`` (6.1) or ``  backtrace (crc 5ba08882):`` (6.7 and later) opens the frames.
 _BACKTRACE = re.compile(r"^\s+backtrace(?: \(crc [0-9a-f]+\))?:$")
 #: ``[<ffffffff...>] func+0x1f/0x53`` up to 6.6 (the bracketed pointer hashed or
@@ -101,6 +103,7 @@ def parse_report(text: str) -> list[Leak]:
                     int(str(current["size"])),
                     str(current.get("comm", "")),
                     tuple(frames),
+                    pid=int(str(current.get("pid", "0"))),
                 )
             )
 
@@ -116,6 +119,7 @@ def parse_report(text: str) -> list[Leak]:
         comm = _COMM.match(line)
         if comm:
             current["comm"] = comm.group("comm")
+            current["pid"] = comm.group("pid") or "0"
             continue
         if _BACKTRACE.match(line):
             in_backtrace = True
@@ -210,7 +214,7 @@ def attribute(leaks: list[Leak], layouts: list[ModuleLayout], *, loader: str = "
             if in_init and raw_frames:
                 owner, frame = layouts[0].name, f"{raw_frames[0]} (its init, already unloaded)"
         if owner:
-            found.append(Leak(leak.address, leak.size, leak.comm, tuple(named), owner, frame))
+            found.append(Leak(leak.address, leak.size, leak.comm, tuple(named), owner, frame, leak.pid))
     return found
 
 

@@ -6,7 +6,7 @@ import io
 import re
 import threading
 
-from harness.lifecycle.result import ModuleRun
+from harness.lifecycle.result import ModuleRun, StepResult
 from harness.report import ProgressPrinter, render_summary, tally
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -179,3 +179,39 @@ def test_a_crash_from_the_console_parser_reads_well(parsed_crash_run):
     assert "      __do_sys_delete_module+0x1a0/0x2f0" in summary
     assert "    | [  OK  ] Reached target\\x00 multi-user" in summary
     assert "\r" not in summary and "\x1b" not in summary
+
+
+def test_a_passing_fault_sweep_still_lists_what_it_failed():
+    """The sweep's list (each N, its allocation site, how init coped) is its result: the
+    terminal shows it for a passing run too (text from a real sweep on the debug kernel)."""
+    evidence = "\n".join(
+        [
+            "allocation #1 of init failed in kmh_init+0x23/0x1000 [kmh_faults_clean]: init failed: "
+            "insmod: ERROR: could not insert module kmh_faults_clean.ko: Cannot allocate memory (ENOMEM); "
+            "nothing left behind",
+            "allocation #2 of init failed in __create_object+0x5a/0x51a quietly (a __GFP_NOWARN allocation: "
+            "no stack, kmemleak's record of the allocation before): init went on: loaded, then unloaded; "
+            "nothing left behind",
+            "load #3: init ran clean (2 point(s) reached, none failed)",
+        ]
+    )
+    steps = [
+        StepResult("load", "pass", message="loaded"),
+        StepResult("faults", "pass", message="fault injection: init reaches 2 point(s)", evidence=evidence),
+    ]
+    run = ModuleRun("kmh_faults_clean", "modules/debug/faults_clean.toml", "6.1.192-kmh-debug", steps=steps)
+    summary = render_summary([run])
+    assert "PASS kmh_faults_clean" in summary and "faults: pass: fault injection" in summary
+    assert "| allocation #1 of init failed in kmh_init+0x23/0x1000 [kmh_faults_clean]" in summary
+    assert "load: pass" not in summary  # other passing steps stay out of it
+
+
+def test_a_skipped_fault_sweep_says_which_options_the_kernel_lacks():
+    why = (
+        "fault injection needs CONFIG_FAULT_INJECTION, CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_DEBUG_FS, "
+        "which 6.1.0-56-amd64 lacks (try bookworm:debug)"
+    )
+    steps = [StepResult("load", "pass", message="loaded"), StepResult("faults", "skip", message=why)]
+    run = ModuleRun("kmh_faults_clean", "modules/debug/faults_clean.toml", "6.1.0-56-amd64", steps=steps)
+    summary = render_summary([run])
+    assert f"faults: skip: {why}" in summary and run.verdict == "pass"
