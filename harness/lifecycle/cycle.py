@@ -60,6 +60,9 @@ from harness.vm.result import CommandResult
 #: Seconds any bookkeeping command in the guest may take: they take 5-50 ms under TCG on a
 #: quiet machine (bench/vm.py) and a few hundred ms at load average 14, so 20 s is >40x that.
 QUICK = 20.0
+#: How much longer they take on a debug kernel (KASAN, lockdep and kmemleak instrument every
+#: fork and exec): reading a module's ~25 sections took over 20 s there at load 4-7.
+INSTRUMENTED_SLOWDOWN = 6
 #: ``depmod -a`` reads every module of the guest's tree: milliseconds in the QEMU guest's small
 #: tree, but ~4000 modules in a full Vagrant box, where it took over 20 s under TCG at load
 #: average 12. Generous, since a depmod that times out makes the guest unusable for the module.
@@ -285,10 +288,15 @@ class GuestCycle:
 
     # -- guest helpers -----------------------------------------------------------------------
 
-    def _sh(self, command: str, timeout: float = QUICK, *, what: str = "") -> CommandResult:
+    def _sh(self, command: str, timeout: float | None = None, *, what: str = "") -> CommandResult:
         """Run a guest command; its crash, timeout, or a crash found between commands, raises.
 
-        WHAT names the command in a report (default: the command itself)."""
+        TIMEOUT defaults to :data:`QUICK` (scaled on a debug kernel); WHAT names the command in a
+        report (default: the command itself)."""
+        if timeout is None:
+            features = self.detectors.features
+            instrumented = features.kasan or features.kmemleak or features.lockdep
+            timeout = QUICK * (INSTRUMENTED_SLOWDOWN if instrumented else 1)
         result = self.vm.run(command, timeout=timeout, allow_poisoned=True)
         self._warnings += result.warnings
         if result.crash is not None:
