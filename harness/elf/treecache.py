@@ -61,3 +61,44 @@ def cached_tree(root: Path | str) -> ModuleTree:
             pickle.dump((_VERSION, fresh), handle, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, cache_file)
     return tree
+
+
+_OWNERS_VERSION = 1
+
+
+def cached_owners(root: Path | str) -> dict[bytes, str]:
+    """Exported symbol -> name of the module of ROOT that exports it (the later exporter wins, as
+    in depmod), kept next to the tree cache.
+
+    Every ``kmh run`` needs this map to find the target modules a built module depends on;
+    rebuilding it from the tree cache (4000 entries unpickled, 14,000 symbols) cost a warm run
+    0.35 s, more than the build. It is stored with a fingerprint of the tree (each module file's
+    path, size, mtime and inode: the same stamps the tree cache checks), so any change to the tree
+    rebuilds it."""
+    root = Path(root)
+    tree = ModuleTree.scan(root, read_symbols=False)
+    fingerprint = hashlib.sha256()
+    for module in tree.modules:
+        fingerprint.update(f"{module.relpath}\0{_stamp(module.location)}\0".encode())
+    digest = fingerprint.hexdigest()
+    owners_file = _cache_file(root).with_suffix(".owners.pickle")
+    try:
+        with open(owners_file, "rb") as handle:
+            version, stored_digest, owners = pickle.load(handle)
+        if version == _OWNERS_VERSION and stored_digest == digest and isinstance(owners, dict):
+            return owners
+    except (OSError, pickle.PickleError, EOFError, ValueError, TypeError):
+        pass
+    owners = {}
+    for module in cached_tree(root).modules:
+        for symbol in module.exports:
+            owners[symbol] = module.name
+    try:
+        owners_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = owners_file.with_suffix(f".{os.getpid()}.tmp")
+        with open(temporary, "wb") as handle:
+            pickle.dump((_OWNERS_VERSION, digest, owners), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, owners_file)
+    except OSError:
+        pass  # only the next run pays for it again
+    return owners

@@ -22,7 +22,7 @@ from harness.elf.check import LoadCheck, check_loadable
 from harness.elf.depgraph import DependencyGraph
 from harness.elf.tree import ModuleTree as ElfTree
 from harness.elf.tree import TreeModule, module_facts
-from harness.elf.treecache import cached_tree
+from harness.elf.treecache import cached_owners
 from harness.kernels.target import KernelTarget
 from harness.lifecycle.cycle import GuestModules
 from harness.lifecycle.spec import ModuleSpec
@@ -55,11 +55,7 @@ def symbol_order(built: dict[str, Path], listed: Sequence[str]) -> list[str]:
 @functools.lru_cache(maxsize=8)
 def _owners(modules_dir: Path) -> dict[bytes, str]:
     """Exported symbol -> module of the target tree (the later exporter wins, as in depmod)."""
-    owners: dict[bytes, str] = {}
-    for module in cached_tree(modules_dir).modules:
-        for symbol in module.exports:
-            owners[symbol] = module.name
-    return owners
+    return cached_owners(modules_dir)
 
 
 @functools.lru_cache(maxsize=8)
