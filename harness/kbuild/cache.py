@@ -22,7 +22,9 @@ The key of one module directory (see :meth:`BuildCache.key`) is a hash of:
 
 A module that used symbols exported by another module of its batch also records that exporter's
 key; it is a hit only when a module with that key is in the batch again. A module with an
-unresolved symbol is not stored (another batch member might export it next time).
+unresolved symbol is not stored (another batch member might export it next time), nor is one
+whose Kbuild or Makefile reads files outside its project (``KBUILD_EXTRA_SYMBOLS``, an absolute
+include path), since the key cannot cover them.
 
 Entries are immutable directories written atomically (a temporary directory renamed into place);
 each records the sha256 of its ``.ko`` files, and an entry that does not check out is a miss
@@ -67,6 +69,10 @@ IRRELEVANT_VARIABLES = re.compile(
     r"|PAGER|LESS\w*|TMUX\w*|STY|WINDOW|PYTEST_\w+|_PYTEST_\w+|COV_CORE_\w+|PYTHON\w*|VIRTUAL_ENV\w*"
     r"|KMH_\w+|NO_COLOR|FORCE_COLOR|CI|GITHUB_\w+|RUNNER_\w+|HOSTNAME|HOME|TZ|LANG|LANGUAGE|LC_\w+)$"
 )
+#: What in a Kbuild or Makefile makes the build read files outside the project, whose content
+#: the key does not cover: other modules' symbol files, absolute include paths.
+OUTSIDE_INPUTS = re.compile(r"KBUILD_EXTRA_SYMBOLS|(?:-I|-include|-isystem|\binclude)\s*/(?!dev/null)")
+COMMENT = re.compile(r"#.*")
 #: The package's own files whose logic shapes a stored result (diagnostics parsing, blame).
 CODE_FILES = ("kbuild.py", "diagnostics.py", "batching.py", "cache.py")
 
@@ -131,18 +137,32 @@ class BuildCache:
     def writes(self) -> bool:
         return self.mode != "off"
 
-    def key(self, project: Path, source: Path, files: Iterable[Path]) -> str:
-        """The key of building SOURCE (inside the copied PROJECT whose FILES are given)."""
+    def key(self, project: Path, source: Path, files: Iterable[Path]) -> str | None:
+        """The key of building SOURCE (inside the copied PROJECT whose FILES are given), or None
+        when its build reads files outside the project that the key cannot cover (its Kbuild or
+        Makefile names KBUILD_EXTRA_SYMBOLS or an absolute include path): always built, never
+        stored."""
         digest = hashlib.sha256(self.context.encode())
         digest.update(f"\0project {project}\0module {source.relative_to(project)}\0".encode())
-        for relative in sorted(files):
+        files = sorted(files)
+        with_kbuild = {relative.parent for relative in files if relative.name == "Kbuild"}
+        for relative in files:
+            data = (project / relative).read_bytes()
+            # kbuild reads a directory's Kbuild, or its Makefile when there is none.
+            read_by_kbuild = (
+                relative.name == "Kbuild"
+                or relative.suffix == ".mk"
+                or (relative.name == "Makefile" and relative.parent not in with_kbuild)
+            )
+            if read_by_kbuild and OUTSIDE_INPUTS.search(COMMENT.sub("", data.decode(errors="replace"))):
+                return None
             digest.update(f"{relative}\0".encode())
-            digest.update(hashlib.sha256((project / relative).read_bytes()).digest())
+            digest.update(hashlib.sha256(data).digest())
         return digest.hexdigest()
 
-    def lookup(self, key: str) -> Entry | None:
+    def lookup(self, key: str | None) -> Entry | None:
         """The entry of KEY if it is there and intact; a damaged one is removed and is a miss."""
-        if not self.reads:
+        if not self.reads or key is None:
             return None
         directory = self.directory / key[:2] / key
         try:
@@ -172,7 +192,7 @@ class BuildCache:
 
     def store(
         self,
-        key: str,
+        key: str | None,
         kos: Mapping[str, Path],
         diagnostics: Iterable[Diagnostic],
         exports: Iterable[str],
@@ -180,7 +200,7 @@ class BuildCache:
     ) -> None:
         """Store a successful build (KOS: relative name -> built file). Never raises: a cache
         that cannot be written only costs the next run a rebuild."""
-        if not self.writes:
+        if not self.writes or key is None:
             return
         final = self.directory / key[:2] / key
         with contextlib.suppress(OSError):

@@ -207,7 +207,7 @@ def _cache(kernel: KernelTarget, environment: str, *, werror: bool, directory: P
     )
 
 
-def _hits(results: list[BuildResult], cache: BuildCache, keys: dict[Path, str]) -> dict[Path, Entry]:
+def _hits(results: list[BuildResult], cache: BuildCache, keys: dict[Path, str | None]) -> dict[Path, Entry]:
     """The results the cache can give: intact entries whose batch dependencies (exporters whose
     symbols they used) are in this batch with the same key. When make runs for any module, the
     exporters are built too: modpost needs their symbols for the modules it links."""
@@ -250,7 +250,7 @@ def _store(
     cache: BuildCache,
     built: list[BuildResult],
     results: list[BuildResult],
-    keys: dict[Path, str],
+    keys: dict[Path, str | None],
     hits: dict[Path, Entry],
 ) -> None:
     """Store the successful builds of this run, each with the batch members whose exports it used."""
@@ -281,8 +281,16 @@ def _store(
             for other in results
             if other is not result and exports.get(other.source_dir, set()) & needs
         }
+        if None in depends:
+            continue  # it used an exporter the cache cannot key: its result cannot be checked later
         kos = {str(module.path.relative_to(result.build_dir)): module.path for module in result.modules}
-        cache.store(keys[result.source_dir], kos, result.diagnostics, exports[result.source_dir], depends)
+        cache.store(
+            keys[result.source_dir],
+            kos,
+            result.diagnostics,
+            exports[result.source_dir],
+            cast("set[str]", depends),
+        )
 
 
 #: A build copy nobody built for this long is removed (rendered templates get a new one per run).

@@ -155,3 +155,27 @@ def test_the_key_ignores_the_terminal_but_not_make_variables():
     for name, value in (("KCFLAGS", "-O1"), ("W", "1"), ("KBUILD_EXTRA_SYMBOLS", "/x"), ("PATH", "/opt")):
         assert _process_environment({**base, name: value}) != _process_environment(base), name
     assert BuildCache.__doc__  # the key's inputs are documented where they are made
+
+
+def test_a_build_that_reads_files_outside_its_project_is_never_cached(tmp_path, kernel_61):
+    module = write_module(tmp_path / "extra", "extra", HELLO.format(name="extra"))
+    cache = BuildCache(tmp_path / "cache", kernel_61, environment="host", environment_root=None, werror=False)
+    files = [Path("Kbuild"), Path("extra.c")]
+    assert cache.key(module, module, files) is not None
+    (module / "Kbuild").write_text("obj-m := extra.o\nKBUILD_EXTRA_SYMBOLS := /elsewhere/Module.symvers\n")
+    assert cache.key(module, module, files) is None
+    (module / "Kbuild").write_text("obj-m := extra.o\nccflags-y := -I/opt/vendor/include\n")
+    assert cache.key(module, module, files) is None
+    (module / "Kbuild").write_text("obj-m := extra.o\nccflags-y := -I$(src)/include\n")
+    assert cache.key(module, module, files) is not None
+    symbols = tmp_path / "other.symvers"
+    symbols.write_text("")
+    (module / "Kbuild").write_text(f"obj-m := extra.o\nKBUILD_EXTRA_SYMBOLS := {symbols}\n")
+    for _ in range(2):
+        (result,) = build_modules([module], kernel_61, build_root=tmp_path / "out")
+        assert result.ok and not result.cached, result.log
+    assert entries(tmp_path / "out") == []
+    # Only what kbuild reads counts: a comment, or a Makefile next to a Kbuild, is not read.
+    (module / "Kbuild").write_text("obj-m := extra.o\n# see KBUILD_EXTRA_SYMBOLS in the Makefile\n")
+    (module / "Makefile").write_text(f"KBUILD_EXTRA_SYMBOLS := {symbols}\n")
+    assert cache.key(module, module, [*files, Path("Makefile")]) is not None
