@@ -23,6 +23,11 @@ When one module fails to compile, modpost does not run for anyone: :mod:`harness
 (shared with the in-guest build) builds the batch again without the modules that failed and, if
 failures cannot be attributed, each module alone, so one bad module never hides the others.
 
+Before any make, each directory's inputs are looked up in the build cache
+(:mod:`harness.kbuild.cache`): a module whose every input is unchanged since a stored build gets
+that build's ``.ko`` and diagnostics and is left out of make; make runs for the rest, exactly as
+without the cache, and their successful results are stored.
+
 A directory named twice (or by two paths to the same place, or inside another named directory's
 project) is built once and its result is reported for each name: two umbrella entries for one
 copy would compile the same files concurrently and race (``fixdep: error opening file``). Only
