@@ -153,6 +153,8 @@ def write_stable(
     for file_name in sorted(source.files):
         digest.update(f"{file_name}\0{source.files[file_name]}\0".encode())
     directory = root / f"{module_name}-{digest.hexdigest()[:16]}"
+    if directory.is_dir() and not _holds(directory, source):
+        shutil.rmtree(directory, ignore_errors=True)  # edited by hand: render it again
     if not directory.is_dir():
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -168,6 +170,17 @@ def write_stable(
     with contextlib.suppress(OSError):
         os.utime(directory, (now, now))
     return replace(source, directory=directory.resolve())
+
+
+def _holds(directory: Path, source: ModuleSource) -> bool:
+    """True when DIRECTORY holds exactly SOURCE's files with their rendered text."""
+    try:
+        names = {entry.name for entry in directory.iterdir()}
+        return names == set(source.files) and all(
+            (directory / name).read_text() == text for name, text in source.files.items()
+        )
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def prune_rendered(root: Path, *, keep: Iterable[Path] = ()) -> None:
