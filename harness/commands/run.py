@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,9 @@ class RunCommand(cli.Application):
     cluster = cli.SwitchAttr(
         "--cluster", str, help="run on the Dask scheduler at tcp://HOST:PORT, or on local[:N] workers"
     )
+    inject_faults = cli.Flag(
+        "--inject-faults", help="fail each allocation of init in turn (debug kernels; spec key inject_faults)"
+    )
 
     def main(self, *targets: str) -> int:
         check_run_options(
@@ -73,6 +77,8 @@ class RunCommand(cli.Application):
             print("kmh run: name a spec, a module directory or --template NAME", file=sys.stderr)
             return 2
         kernels = [*(expand(self.preset) if self.preset else ()), *self.kernels]
+        if self.inject_faults:
+            specs = [dataclasses.replace(spec, inject_faults=True) for spec in specs]
         plan = make_plan(specs, kernels)
         if self.dry_run:
             print(plan.describe())

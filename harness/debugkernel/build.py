@@ -37,7 +37,10 @@ from harness.kernels.target import KernelTarget
 from harness.kernels.unpack import fix_header_paths, unpack_debs
 
 #: Suites a debug target can be built for: the ones whose kernel source the config recipe
-#: (:mod:`harness.debugkernel.config`) was written and measured against.
+#: (:mod:`harness.debugkernel.config`) was written and measured against. trixie's 6.12 builds
+#: with this recipe in trixie's build environment and KASAN, lockdep, might_sleep and KUnit give
+#: their verdicts there, but its kmemleak missed a kmalloc leak in 2 of 5 identical rounds (6.1:
+#: 5 of 5 found, also with stack scanning off), so a leaky module could pass: not offered yet.
 SUITES = ("bookworm",)
 #: Disk space a build needs (source, objects, the installed target), checked before starting.
 NEEDED_BYTES = 5 * 1024**3
@@ -77,6 +80,12 @@ def debug_release(version: str) -> str:
     """
     upstream = version.split("-")[0].split("~")[0]
     return upstream + debug_config.LOCALVERSION
+
+
+def _versioned_gcc(packages: tuple[str, ...] | list[str]) -> str | None:
+    """The ``gcc-N`` among a build environment's PACKAGES (None: the environment has plain gcc)."""
+    versioned = sorted(name for name in packages if re.fullmatch(r"gcc-\d+", name))
+    return versioned[-1] if versioned else None
 
 
 def check_tools() -> None:
@@ -157,10 +166,13 @@ def _build_lock(root: Path, release: str) -> Iterator[None]:
 class Builder:
     """Runs the kernel build's commands: on the host, or in the suite's build environment."""
 
-    def __init__(self, env_root: Path | None, staging: Path, progress) -> None:
+    def __init__(self, env_root: Path | None, staging: Path, progress, compiler: str | None = None) -> None:
         self.env_root = env_root
         self.staging = staging
         self.progress = progress
+        #: The suite's compiler by its versioned name (``gcc-14``): a build environment holds the
+        #: suite's ``gcc-N`` package, not the unversioned ``gcc`` the kernel's Makefile calls.
+        self.compiler = compiler
 
     @classmethod
     def for_kernel(cls, stock: KernelPackages, staging: Path, progress) -> Builder:
@@ -177,7 +189,17 @@ class Builder:
         env = EnvironmentStore().ensure(
             Recipe(recipe.release, recipe.suites, packages), progress=progress, purpose=f"{stock.suite}:debug"
         )
-        return cls(env.root, staging, progress)
+        return cls(env.root, staging, progress, compiler=_versioned_gcc(recipe.packages))
+
+    def name_compiler(self, tree: Path) -> None:
+        """Make every later make in TREE call the suite's compiler by its versioned name.
+
+        Debian's kernel Makefile includes ``.kernelvariables`` after setting CC and HOSTCC (its
+        own headers packages name ``gcc-N`` there), so the kernel build and every out-of-tree
+        module built against this tree later use the same compiler without extra arguments.
+        """
+        if self.compiler:
+            (tree / ".kernelvariables").write_text(f"CC = {self.compiler}\nHOSTCC = {self.compiler}\n")
 
     def argv(self, argv: list[str], cwd: Path | None = None) -> list[str]:
         if self.env_root is None:
@@ -256,6 +278,7 @@ def _configure(builder: Builder, tree: Path, progress) -> None:
         progress(
             "configuring: tinyconfig + the kmh guest's drivers + KASAN, kmemleak, lockdep, failslab, KUnit"
         )
+    builder.name_compiler(tree)
     builder.make(tree, ["tinyconfig"], quiet=True)
     builder.run(
         ["scripts/config", "--file", ".config", *debug_config.scripts_config_args()],

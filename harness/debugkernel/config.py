@@ -93,6 +93,7 @@ DEBUG = (
 #: Options turned off on top of tinyconfig's defaults.
 DISABLED = (
     "SLOB",
+    "SLUB_TINY",
     "DEBUG_KMEMLEAK_DEFAULT_OFF",
     "DEBUG_KMEMLEAK_AUTO_SCAN",
     "KASAN_INLINE",
@@ -135,6 +136,8 @@ REQUIRED = (
     "DEBUG_ATOMIC_SLEEP",
     "FAILSLAB",
     "FAULT_INJECTION_DEBUG_FS",
+    # Selected, not set: the fault sweep's helper module attaches to the initcall tracepoints.
+    "TRACEPOINTS",
     "KUNIT",
     "VIRTIO_CONSOLE",
     "VIRTIO_PCI",

@@ -40,6 +40,8 @@ class Detectors:
         self.built = built
         self.layouts: dict[str, kmemleak.ModuleLayout] = {}
         self._load_started = 0.0
+        #: The guest's uptime when the load started (kmemleak ages objects by the guest's clock).
+        self._guest_load_started = 0.0
 
     def started(self) -> None:
         """A load starts now: what it allocates is old enough for kmemleak MIN_AGE later."""
@@ -48,7 +50,8 @@ class Detectors:
     def before_load(self) -> None:
         self.started()
         if self.features.kmemleak:
-            self.sh(kmemleak.CLEAR_COMMAND, what="kmemleak clear")
+            cleared = self.sh(kmemleak.CLEAR_COMMAND, what="kmemleak clear")
+            self._guest_load_started = kmemleak.guest_uptime(cleared.stdout)
 
     def loaded(self, names: list[str]) -> None:
         """Record the sections of the loaded modules NAMES (their addresses die with them)."""
@@ -62,10 +65,13 @@ class Detectors:
         """Objects the modules allocated and nobody freed (main's first when nothing is recorded)."""
         if not self.features.kmemleak:
             return []
+        # The host's clock from the last load (the fault sweep marks each of its loads with
+        # started()), then the guest's own from before_load() in the scan command.
         wait = kmemleak.MIN_AGE - (time.monotonic() - self._load_started)
         if wait > 0:
             time.sleep(wait)
-        report = self.sh(kmemleak.SCAN_COMMAND, timeout=120, what="kmemleak scan").stdout
+        scan = kmemleak.scan_command(self._guest_load_started)
+        report = self.sh(scan, timeout=120, what="kmemleak scan").stdout
         layouts = list(self.layouts.values()) or [kmemleak.ModuleLayout(main)]
         main_first = sorted(layouts, key=lambda layout: layout.name != main)
         found = kmemleak.attribute(kmemleak.parse_report(report), main_first)

@@ -9,8 +9,10 @@ is the module's when a frame of its allocation backtrace falls inside the module
 (for an init that failed: its sections were never listed) when it was allocated by the loading
 task under ``do_init_module`` from an address no live code owns.
 
-kmemleak only reports objects older than 5 s and may need two scans to settle, so
-:data:`MIN_AGE` is waited out before scanning (the cycle's other steps usually fill it).
+kmemleak only reports objects older than 5 s (by the guest's clock) and may need two scans to
+settle, so the scan command first waits, in the guest, until :data:`MIN_AGE` has passed on the
+guest's own clock since the load started (the cycle's other steps usually fill it): the age is
+the guest's to judge, and a TCG guest's clock need not keep pace with the host's.
 """
 
 from __future__ import annotations
@@ -25,10 +27,30 @@ from elftools.elf.sections import SymbolTableSection
 KMEMLEAK = "/sys/kernel/debug/kmemleak"
 #: kmemleak's MSECS_MIN_AGE (5 s) plus a margin: younger objects are never reported.
 MIN_AGE = 5.5
-#: ``echo clear``: forget what was reported so far (boot-time objects, a previous module's).
-CLEAR_COMMAND = f"echo clear > {KMEMLEAK}"
-#: Two scans (an object can survive the first through a stale pointer on a stack), then the list.
-SCAN_COMMAND = f"echo scan > {KMEMLEAK} && echo scan > {KMEMLEAK} && cat {KMEMLEAK}"
+#: ``echo clear``: forget what was reported so far (boot-time objects, a previous module's); the
+#: guest's uptime follows, for :func:`scan_command`'s wait.
+CLEAR_COMMAND = f"echo clear > {KMEMLEAK} && cat /proc/uptime"
+
+
+def guest_uptime(clear_output: str) -> float:
+    """The guest's uptime in seconds from :data:`CLEAR_COMMAND`'s output (0.0 when absent)."""
+    fields = clear_output.split()
+    try:
+        return float(fields[0]) if fields else 0.0
+    except ValueError:
+        return 0.0
+
+
+def scan_command(loaded_at: float) -> str:
+    """Wait until the guest's uptime reaches LOADED_AT + MIN_AGE, scan twice (an object can
+    survive the first through a stale pointer on a stack), then list what is unreferenced."""
+    ready = loaded_at + MIN_AGE
+    wait = (
+        f"while awk -v t={ready:.2f} '{{exit !($1 < t)}}' /proc/uptime; do sleep 0.2; done; "
+        if loaded_at
+        else ""
+    )
+    return wait + f"echo scan > {KMEMLEAK} && echo scan > {KMEMLEAK} && cat {KMEMLEAK}"
 
 
 def sections_command(module: str) -> str:
@@ -47,6 +69,8 @@ class Leak:
     #: The module it is attributed to ("" when none), and the frame that tied it there.
     module: str = ""
     frame: str = ""
+    #: The allocating task's PID (0 when the report gave none): which of several loads it was.
+    pid: int = 0
 
     def describe(self) -> str:
         where = f" in {self.frame}" if self.frame else ""
@@ -54,9 +78,13 @@ class Leak:
 
 
 _OBJECT = re.compile(r"^unreferenced object (?P<addr>0x[0-9a-f]+) \(size (?P<size>\d+)\):")
-_COMM = re.compile(r'^\s+comm "(?P<comm>[^"]*)"')
-#: ``[<ffffffff...>] func+0x1f/0x53``; the bracketed pointer is hashed or ``(____ptrval____)``.
-_FRAME = re.compile(r"^\s+\[<[^>]*>\] (?P<frame>\S+(?: \[[\w-]+\])?)")
+_COMM = re.compile(r'^\s+comm "(?P<comm>[^"]*)"(?:, pid (?P<pid>\d+))?')
+#: ``  backtrace:`` (6.1) or ``  backtrace (crc 5ba08882):`` (6.7 and later) opens the frames.
+_BACKTRACE = re.compile(r"^\s+backtrace(?: \(crc [0-9a-f]+\))?:$")
+#: ``[<ffffffff...>] func+0x1f/0x53`` up to 6.6 (the bracketed pointer hashed or
+#: ``(____ptrval____)``), plain ``func+0x1f/0x53`` from 6.7 on; ``0xffffffffa00180d6`` for code
+#: that is gone.
+_FRAME = re.compile(r"^\s+(?:\[<[^>]*>\] )?(?P<frame>\S+(?: \[[\w-]+\])?)$")
 _RAW = re.compile(r"^0x(?P<addr>[0-9a-f]+)$")
 
 
@@ -65,6 +93,7 @@ def parse_report(text: str) -> list[Leak]:
     leaks: list[Leak] = []
     current: dict[str, object] | None = None
     frames: list[str] = []
+    in_backtrace = False
 
     def close() -> None:
         if current is not None:
@@ -74,6 +103,7 @@ def parse_report(text: str) -> list[Leak]:
                     int(str(current["size"])),
                     str(current.get("comm", "")),
                     tuple(frames),
+                    pid=int(str(current.get("pid", "0"))),
                 )
             )
 
@@ -82,14 +112,19 @@ def parse_report(text: str) -> list[Leak]:
         if opened:
             close()
             current, frames = {"addr": opened.group("addr"), "size": opened.group("size")}, []
+            in_backtrace = False
             continue
         if current is None:
             continue
         comm = _COMM.match(line)
         if comm:
             current["comm"] = comm.group("comm")
+            current["pid"] = comm.group("pid") or "0"
             continue
-        frame = _FRAME.match(line)
+        if _BACKTRACE.match(line):
+            in_backtrace = True
+            continue
+        frame = _FRAME.match(line) if in_backtrace else None
         if frame:
             frames.append(frame.group("frame"))
     close()
@@ -179,7 +214,7 @@ def attribute(leaks: list[Leak], layouts: list[ModuleLayout], *, loader: str = "
             if in_init and raw_frames:
                 owner, frame = layouts[0].name, f"{raw_frames[0]} (its init, already unloaded)"
         if owner:
-            found.append(Leak(leak.address, leak.size, leak.comm, tuple(named), owner, frame))
+            found.append(Leak(leak.address, leak.size, leak.comm, tuple(named), owner, frame, leak.pid))
     return found
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from harness.debugkernel.detectors import Detectors, leak_message, target_features
 from harness.debugkernel.kmemleak import describe as describe_leaks
 from harness.debugkernel.kunit import parse_ktap, runs_kunit_suites
+from harness.debugkernel.sweep import FaultSweep
 from harness.errors import HarnessError
 from harness.lifecycle.guest import ProcModule, explain_error, find_module
 from harness.lifecycle.loaderrors import explain_load_error
@@ -161,6 +162,7 @@ class GuestCycle:
             ("unload", self._unload),
             ("cleanup", self._cleanup),
             ("reload", self._reload),
+            *([("faults", FaultSweep(self).run)] if self.spec.inject_faults else []),
         ]
         self._prepare()
         for name, action in steps:

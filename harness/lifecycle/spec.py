@@ -22,6 +22,8 @@ A spec is a TOML file (one per module, in ``modules/`` for the shipped ones)::
     method = "insmod"           # or "modprobe" (installs into /lib/modules/<rel>/extra, depmod)
     args = { count = 3 }        # module parameters given at load time
     timeout = 30
+    inject_faults = false       # then fail each slab allocation of init in turn (a debug kernel:
+                                # failslab, tracepoints) and check every failed init left nothing
 
     [expect]
     load_dmesg = ["hello_kmh: loaded"]      # regexes, each must match a new kernel log line
@@ -143,6 +145,8 @@ class ModuleSpec:
     method: str = "insmod"
     args: dict[str, str] = field(default_factory=dict)
     timeout: float = 30.0
+    #: Sweep init with injected allocation failures (see :mod:`harness.debugkernel.sweep`).
+    inject_faults: bool = False
     expect: Expectations = field(default_factory=Expectations)
     outcome: Outcome = field(default_factory=Outcome)
 
@@ -209,7 +213,10 @@ def spec_from_dict(data: dict[str, Any], *, origin: str, base: Path) -> ModuleSp
         for entry in _list(data.get("companion", []), where)
     )
     load = _table(data.get("load", {}), f"{where} [load]")
-    _only(load, {"method", "args", "timeout"}, f"{where} [load]")
+    _only(load, {"method", "args", "timeout", "inject_faults"}, f"{where} [load]")
+    inject_faults = load.get("inject_faults", False)
+    if not isinstance(inject_faults, bool):
+        raise HarnessError(f"{where} [load]: inject_faults must be true or false")
     method = _string(load.get("method", "modprobe" if module.debian else "insmod"), f"{where} [load] method")
     if method not in METHODS:
         raise HarnessError(f"{where} [load]: method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -235,6 +242,7 @@ def spec_from_dict(data: dict[str, Any], *, origin: str, base: Path) -> ModuleSp
             for k, v in _table(load.get("args", {}), f"{where} [load] args").items()
         },
         timeout=_seconds(load.get("timeout", 30), f"{where} [load] timeout"),
+        inject_faults=inject_faults,
         expect=expect,
         outcome=outcome,
     )

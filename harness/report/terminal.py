@@ -171,7 +171,7 @@ def render_summary(
     if kernel_count(runs) > 1:
         parts.append(render_grid(runs, color=color))
     for run in runs:
-        if run.verdict != "pass":
+        if run.verdict != "pass" or any(_shown_when_passed(step) for step in run.steps):
             parts.append(_evidence(run, color, max_evidence_lines, max_frames))
     counts = tally(runs, elapsed=elapsed)
     parts.append(paint(counts.line(), "pass" if counts.ok else "fail", color))
@@ -241,7 +241,7 @@ def _evidence(run: ModuleRun, color: bool, max_lines: int, max_frames: int) -> s
     title = f"{verdict_word(run.verdict)} {run_name(run)}"
     lines = [paint(title, run.verdict, color) + (f" ({run.source})" if run.source else "")]
     for step in run.steps:
-        if step.passed:
+        if step.passed and not _shown_when_passed(step):
             continue
         message = one_line(step.message) or step.status
         lines.append(f"  {step.name}: {paint(step.status, step.status, color)}: {message}")
@@ -253,6 +253,15 @@ def _evidence(run: ModuleRun, color: bool, max_lines: int, max_frames: int) -> s
                 evidence = "\n".join(step.crash.lines)
         lines += _indented(evidence, max_lines)
     return "\n".join(lines)
+
+
+def _shown_when_passed(step: StepResult) -> bool:
+    """A passing fault-injection sweep still lists what it failed and how init coped: that list
+    is its result (see harness.debugkernel.sweep), where other passing steps have nothing to add;
+    a skipped one says why (the kernel lacks the options), since the user asked for it."""
+    if step.name != "faults":
+        return False
+    return step.status == "skip" or (step.status == "pass" and bool(step.evidence.strip()))
 
 
 def _crash_lines(crash: Crash, max_frames: int) -> list[str]:

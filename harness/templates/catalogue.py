@@ -461,7 +461,7 @@ _PRESETS: tuple[_Preset, ...] = (
         "kmem",
         {"bug": "unwind-leak"},
         "init's error path for its second allocation forgets the first: every normal load is clean; "
-        "only a failure of that allocation (fault injection) would show the leaked buffer",
+        "fault injection (inject_faults) fails that allocation and kmemleak finds the buffer",
     ),
     _Preset(
         "bad_kunit",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -99,3 +100,18 @@ def test_config_check_names_lost_options():
 def test_read_config_of_a_stock_kernel_has_no_debug_features(kernel_61):
     config = read_config(kernel_61.config)
     assert config["MODULES"] == "y" and "KASAN" not in config and "DEBUG_KMEMLEAK" not in config
+
+
+@pytest.mark.vm
+def test_inject_faults_on_a_stock_kernel_is_one_skipped_line(kernel_61, tmp_path):
+    """``kmh run --inject-faults`` on Debian's kernel: the module's cycle passes, the sweep is
+    skipped naming the options the kernel lacks, in the terminal and the JSON report alike."""
+    report = tmp_path / "run.json"
+    spec = "modules/hello.toml"
+    result = _kmh("run", "--inject-faults", spec, "--kernel", "bookworm", "--json", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    line = "faults: skip: fault injection needs CONFIG_FAULT_INJECTION, CONFIG_FAILSLAB"
+    assert line in result.stdout
+    steps = json.loads(report.read_text())["runs"][0]["steps"]
+    assert [(s["name"], s["status"]) for s in steps][-1] == ("faults", "skip")

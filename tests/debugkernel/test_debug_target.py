@@ -97,6 +97,31 @@ def test_kunit_cases_are_results_of_their_own(debug_runs):
     }
 
 
+def test_fault_injection_fails_each_allocation_of_init_once(debug_runs):
+    """kmem's init makes two kmallocs (each followed by kmemleak's quiet record of it): both are
+    failed once, counted from init, and both unwind cleanly; the clean load ends the sweep."""
+    _spec, run = debug_runs["faults_clean.toml"]
+    faults = run.step("faults")
+    assert faults is not None and faults.status == "pass", _report(run)
+    injected = [line for line in faults.evidence.splitlines() if line.startswith("allocation #")]
+    sited = [line for line in injected if "failed in kmh_init+" in line]
+    assert [line.split()[1] for line in sited] == ["#1", "#3"], faults.evidence
+    assert all("[kmh_faults_clean]: init failed: " in line and "ENOMEM" in line for line in sited)
+    assert all(line.endswith("nothing left behind") for line in injected)
+    assert f"load #{len(injected) + 1}: init ran clean" in faults.evidence
+    # The forgotten kfree: only the failure of the second allocation leaves the first behind.
+    _spec, bad = debug_runs["unwind_leak.toml"]
+    failed = bad.step("faults")
+    assert failed is not None and failed.status == "fail", _report(bad)
+    assert failed.message.startswith("fault injection: allocation #3 of init failed in kmh_init+")
+    assert "allocation #1 of init failed in kmh_init+" in failed.evidence
+    assert "--- allocation #3: kmemleak ---\nunreferenced object 0x" in failed.evidence
+    assert "(size 2048)" in failed.evidence
+    # The buffer's allocation site in the failed init, named though the module is gone.
+    leak = failed.evidence.split("--- allocation #3: kmemleak ---")[1]
+    assert re.search(r"\n    kmh_init\+0x[0-9a-f]+/0x[0-9a-f]+ \[kmh_unwind_leak\]\n", leak), leak
+
+
 @pytest.fixture(scope="module")
 def stock_runs(kernel_61) -> dict[str, ModuleRun]:
     specs = [load_spec(path) for path in CONTRAST]
@@ -114,3 +139,6 @@ def test_stock_kernel_sees_nothing(stock_runs, spec_file):
         return
     assert run.verdict == "pass", _report(run)
     assert not any(step.warnings for step in run.steps)
+    faults = run.step("faults")
+    if faults is not None:  # inject_faults: Debian's kernel has no failslab, the sweep says so
+        assert faults.status == "skip" and "needs CONFIG_FAULT_INJECTION" in faults.message, _report(run)

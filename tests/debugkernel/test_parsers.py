@@ -72,6 +72,27 @@ def test_kmemleak_report_is_attributed_through_the_recorded_sections():
     assert kmemleak.attribute(leaks, []) == []
 
 
+def test_kmemleak_report_of_6_12_has_plain_frames_and_is_attributed():
+    """From 6.7 on kmemleak prints ``backtrace (crc ...):`` and frames without ``[<...>]``:
+    read with 6.1's pattern, the leak had no frames and went unreported (a silent pass)."""
+    leaks = kmemleak.parse_report((DATA / "kmemleak_kmalloc_leak_6.12.txt").read_text())
+    assert len(leaks) == 1 and leaks[0].size == 2048 and leaks[0].comm == "insmod"
+    assert leaks[0].backtrace[:3] == (
+        "__kmalloc_cache_noprof+0x130/0x170",
+        "0xffffffffa00180d6",
+        "do_one_initcall+0x13d/0x2d0",
+    )
+    assert not any(frame.startswith(("73", "hex")) for frame in leaks[0].backtrace)
+    layout = kmemleak.ModuleLayout.from_guest(
+        "kmh_kmalloc_leak",
+        (DATA / "kmalloc_leak_sections_6.12.txt").read_text(),
+        DATA / "kmh_kmalloc_leak_6.12.ko",
+    )
+    (leak,) = kmemleak.attribute(leaks, [layout])
+    assert leak.module == "kmh_kmalloc_leak"
+    assert leak.frame.startswith("kmh_init+0xd6/") and leak.frame.endswith(" [kmh_kmalloc_leak]")
+
+
 def test_kmemleak_ignores_objects_of_other_tasks():
     text = (DATA / "kmemleak_kmalloc_leak.txt").read_text().replace('comm "insmod"', 'comm "kworker/0:1"')
     assert kmemleak.attribute(kmemleak.parse_report(text), [kmemleak.ModuleLayout("kmh_other")]) == []
@@ -106,3 +127,13 @@ def test_kunit_ktap_cases_with_diagnostics_and_skips():
     ]
     assert cases[1].diagnostics[0] == "# kmh_failing_test: EXPECTATION FAILED at kmh.c:40"
     assert cases[3].diagnostics == ("skipped: not on this arch",)
+
+
+def test_kmemleak_scan_waits_on_the_guests_clock():
+    """kmemleak ages objects by the guest's clock: the scan waits there, from the uptime the clear
+    command printed, not on the host's."""
+    assert kmemleak.guest_uptime("68.67 2.36\n") == 68.67
+    assert kmemleak.guest_uptime("") == 0.0 and kmemleak.guest_uptime("garbage") == 0.0
+    command = kmemleak.scan_command(68.67)
+    assert "t=74.17" in command and command.index("/proc/uptime") < command.index("echo scan")
+    assert kmemleak.scan_command(0.0).startswith("echo scan")

@@ -53,6 +53,7 @@ def test_every_shipped_spec_parses():
         ({}, r"\[module\]: missing"),
         ({"module": {"template": "hello", "params": {"bogus": 1}}}, "has no parameter 'bogus'"),
         ({"module": {"template": "params", "params": {"int_value": "many"}}}, "int_value"),
+        ({"module": {"template": "kmem"}, "load": {"inject_faults": "yes"}}, "inject_faults must be true"),
     ],
 )
 def test_spec_errors_are_clear(tmp_path, data, message):

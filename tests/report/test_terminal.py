@@ -6,7 +6,7 @@ import io
 import re
 import threading
 
-from harness.lifecycle.result import ModuleRun
+from harness.lifecycle.result import ModuleRun, StepResult
 from harness.report import ProgressPrinter, render_summary, tally
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -185,8 +185,6 @@ def test_a_run_whose_build_came_from_the_build_cache_says_so(runs):
     """A fast pass must not pass for a fresh build: the table's DETAIL says the .ko was cached."""
     import dataclasses
 
-    from harness.lifecycle.result import StepResult
-
     hello = runs[0]
     message = "built against 6.1.0-26-amd64, cached (1 of 1 from the build cache)"
     steps = [
@@ -195,3 +193,39 @@ def test_a_run_whose_build_came_from_the_build_cache_says_so(runs):
     cached = dataclasses.replace(hello, steps=steps)
     assert render_summary([cached]).splitlines()[1].endswith("build cached")
     assert not render_summary([hello]).splitlines()[1].endswith("build cached")
+
+
+def test_a_passing_fault_sweep_still_lists_what_it_failed():
+    """The sweep's list (each N, its allocation site, how init coped) is its result: the
+    terminal shows it for a passing run too (text from a real sweep on the debug kernel)."""
+    evidence = "\n".join(
+        [
+            "allocation #1 of init failed in kmh_init+0x23/0x1000 [kmh_faults_clean]: init failed: "
+            "insmod: ERROR: could not insert module kmh_faults_clean.ko: Cannot allocate memory (ENOMEM); "
+            "nothing left behind",
+            "allocation #2 of init failed in __create_object+0x5a/0x51a quietly (a __GFP_NOWARN allocation: "
+            "no stack, kmemleak's record of the allocation before): init went on: loaded, then unloaded; "
+            "nothing left behind",
+            "load #3: init ran clean (2 point(s) reached, none failed)",
+        ]
+    )
+    steps = [
+        StepResult("load", "pass", message="loaded"),
+        StepResult("faults", "pass", message="fault injection: init reaches 2 point(s)", evidence=evidence),
+    ]
+    run = ModuleRun("kmh_faults_clean", "modules/debug/faults_clean.toml", "6.1.192-kmh-debug", steps=steps)
+    summary = render_summary([run])
+    assert "PASS kmh_faults_clean" in summary and "faults: pass: fault injection" in summary
+    assert "| allocation #1 of init failed in kmh_init+0x23/0x1000 [kmh_faults_clean]" in summary
+    assert "load: pass" not in summary  # other passing steps stay out of it
+
+
+def test_a_skipped_fault_sweep_says_which_options_the_kernel_lacks():
+    why = (
+        "fault injection needs CONFIG_FAULT_INJECTION, CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_DEBUG_FS, "
+        "which 6.1.0-56-amd64 lacks (try bookworm:debug)"
+    )
+    steps = [StepResult("load", "pass", message="loaded"), StepResult("faults", "skip", message=why)]
+    run = ModuleRun("kmh_faults_clean", "modules/debug/faults_clean.toml", "6.1.0-56-amd64", steps=steps)
+    summary = render_summary([run])
+    assert f"faults: skip: {why}" in summary and run.verdict == "pass"
