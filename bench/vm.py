@@ -9,6 +9,12 @@ hello cycle       in a running VM: upload hello.ko + insmod + grep /proc/modules
 cold vm run       the whole `kmh vm run -- true` process: image assembly, boot, run, poweroff
 boot plain/python boot-to-ready without / with the optional Python layer (netlink checks),
                   interleaved rounds; "python cost" is the median of the per-round differences
+kernel floor      the same QEMU line and kernel command line booting a tiny static /init that
+                  powers off at once: QEMU start to QEMU exit. No harness code runs in the guest,
+                  so this is what the kernel's own start-up costs under this accelerator
+kernel to /init   the guest's /proc/uptime when that /init starts: the kernel's start-up alone
+                  (without QEMU's start, the firmware and the power-off)
+kmh share         boot-to-ready minus kernel floor: what kmh's initramfs, agent and handshake add
 """
 
 from __future__ import annotations
@@ -100,6 +106,69 @@ def measure(kernel: KernelTarget, rounds: int) -> dict[str, list[float]]:
     return figures
 
 
+#: The tiny /init of the kernel-floor figure: say when it started, then power off.
+FLOOR_INIT = r"""
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <unistd.h>
+int main(void) {
+    char buf[64] = "kmh-floor uptime ";
+    mount("proc", "/proc", "proc", 0, 0);
+    int fd = open("/proc/uptime", O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, buf + 17, sizeof buf - 18) : 0;
+    int out = open("/dev/console", O_WRONLY);
+    if (out >= 0 && n > 0) write(out, buf, 17 + n);
+    reboot(RB_POWER_OFF);
+    return 0;
+}
+"""
+
+
+def measure_floor(kernel: KernelTarget, rounds: int) -> dict[str, list[float]]:
+    """The kernel's own start-up under this QEMU line: kmh's argv and kernel command line with
+    the initramfs replaced by one static /init that powers off. Rounds alternate with kmh's own
+    cold boots, so both see the same load; "kmh share" is the median of per-round differences."""
+    import re
+
+    from harness.vm import accel
+    from harness.vm.cpio import directory, regular, write_archive
+    from harness.vm.launcher import QemuLauncher
+
+    config = VMConfig(snapshot=False)
+    qemu = shutil.which(config.qemu)
+    assert qemu, "qemu not found"
+    figures: dict[str, list[float]] = {"kernel floor": [], "kernel to /init": [], "kmh share": []}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "init.c").write_text(FLOOR_INIT)
+        subprocess.run(["gcc", "-static", "-Os", "-o", str(tmp / "init"), str(tmp / "init.c")], check=True)
+        with open(tmp / "initramfs.cpio", "wb") as out:
+            entries = [
+                directory("proc"),
+                directory("dev"),
+                regular("init", (tmp / "init").read_bytes(), 0o755),
+            ]
+            write_archive(out, entries)
+        name = accel.choose(qemu, config.accel).name
+        argv = QemuLauncher(kernel, config).argv(qemu, name, tmp)
+        argv = [
+            a.replace(f"path={tmp / 'agent.sock'}", f"path={tmp / 'agent.sock'},server=on,wait=off")
+            for a in argv
+        ]
+        for _ in range(rounds):
+            started = time.monotonic()
+            subprocess.run(argv, check=True, capture_output=True, timeout=120)
+            figures["kernel floor"].append(time.monotonic() - started)
+            found = re.search(r"kmh-floor uptime ([\d.]+)", (tmp / "console.log").read_text(errors="replace"))
+            assert found, (tmp / "console.log").read_text(errors="replace")[-2000:]
+            figures["kernel to /init"].append(float(found.group(1)))
+            with VM(kernel, config) as vm:
+                figures.setdefault("kmh boot (paired)", []).append(vm.boot_seconds)
+                figures["kmh share"].append(vm.boot_seconds - figures["kernel floor"][-1])
+    return figures
+
+
 def measure_python_layer(kernel: KernelTarget, rounds: int) -> dict[str, list[float]]:
     """Boot cost of the Python layer: plain and Python boots alternate, so both see the same load."""
     from harness.vm import VMConfig
@@ -121,18 +190,29 @@ def main() -> int:
     )
     parser.add_argument("--kernel", action="append", help="kernel target (repeatable); default bookworm")
     parser.add_argument("-n", "--rounds", type=int, default=5)
+    parser.add_argument(
+        "--floor-only", action="store_true", help="only the kernel floor, against kmh's own cold boot"
+    )
     args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
     store = KernelStore()
-    print(f"{'kernel':22} {'figure':16} {'median':>10} {'min':>10} {'max':>10} {'target':>8}")
+    print(f"{'kernel':22} {'figure':18} {'median':>10} {'min':>10} {'max':>10} {'target':>8}")
     for name in args.kernel or ["bookworm"]:
         kernel = store.ensure(name)
-        figures = {**measure(kernel, args.rounds), **measure_python_layer(kernel, args.rounds)}
+        if args.floor_only:
+            figures = measure_floor(kernel, args.rounds)
+        else:
+            figures = {
+                **measure(kernel, args.rounds),
+                **measure_floor(kernel, args.rounds),
+                **measure_python_layer(kernel, args.rounds),
+            }
         for figure, values in figures.items():
             target = TARGETS.get(figure)
             unit, scale = ("ms", 1000) if statistics.median(values) < 1 else ("s", 1)
             verdict = "" if target is None else ("ok" if statistics.median(values) <= target else "MISS")
             print(
-                f"{kernel.release:22} {figure:16} {statistics.median(values) * scale:8.2f}{unit:>2} "
+                f"{kernel.release:22} {figure:18} {statistics.median(values) * scale:8.2f}{unit:>2} "
                 f"{min(values) * scale:8.2f}{unit:>2} {max(values) * scale:8.2f}{unit:>2} "
                 f"{'' if target is None else f'{target * scale:g}{unit}':>8} {verdict}"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from plumbum import cli
 from harness.commands.common import kernel_targets
 from harness.dkms import build_dkms, is_dkms_tree
 from harness.kbuild import build_modules
+from harness.kbuild.cache import SWITCH
 from harness.kbuild.diagnostics import failure_excerpt
 from harness.kernels.target import KernelTarget
 
@@ -23,11 +25,18 @@ class BuildCommand(cli.Application):
     )
     jobs = cli.SwitchAttr(["-j", "--jobs"], cli.Range(1, 256), default=None, help="parallel compile jobs")
     werror = cli.Flag("--werror", help="treat compiler warnings as errors")
+    rebuild = cli.Flag(
+        "--rebuild",
+        help="run make even when the build cache holds an identical build (and store the new result); "
+        "KMH_BUILD_CACHE=off bypasses the cache altogether",
+    )
 
     def main(self, *directories: str) -> int:
         if not directories:
             print("kmh build: name at least one module directory", file=sys.stderr)
             return 2
+        if self.rebuild:
+            os.environ[SWITCH] = "refresh"
         failed = False
         packages = [Path(d) for d in directories if is_dkms_tree(Path(d))]
         plain = [Path(d) for d in directories if not is_dkms_tree(Path(d))]
@@ -39,7 +48,13 @@ class BuildCommand(cli.Application):
             environments = sorted({result.environment for result in results if result.environment})
             if environments:
                 where = "the host's toolchain" if environments == ["host"] else ", ".join(environments)
-                print(f"kmh build: {kernel.release}: built with {where}", file=sys.stderr)
+                cached = sum(result.cached for result in results)
+                note = (
+                    f" ({cached} of {len(results)} cached: identical inputs, make not run; --rebuild runs it)"
+                    if cached
+                    else ""
+                )
+                print(f"kmh build: {kernel.release}: built with {where}{note}", file=sys.stderr)
             for result in results:
                 for diagnostic in result.diagnostics:
                     print(diagnostic, file=sys.stderr)

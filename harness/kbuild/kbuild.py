@@ -23,6 +23,11 @@ When one module fails to compile, modpost does not run for anyone: :mod:`harness
 (shared with the in-guest build) builds the batch again without the modules that failed and, if
 failures cannot be attributed, each module alone, so one bad module never hides the others.
 
+Before any make, each directory's inputs are looked up in the build cache
+(:mod:`harness.kbuild.cache`): a module whose every input is unchanged since a stored build gets
+that build's ``.ko`` and diagnostics and is left out of make; make runs for the rest, exactly as
+without the cache, and their successful results are stored.
+
 A directory named twice (or by two paths to the same place, or inside another named directory's
 project) is built once and its result is reported for each name: two umbrella entries for one
 copy would compile the same files concurrently and race (``fixdep: error opening file``). Only
@@ -56,7 +61,9 @@ from plumbum.commands.base import BoundCommand
 from harness.buildenv import HOST, command_for
 from harness.errors import HarnessError, ToolMissing
 from harness.kbuild.batching import batch_and_blame
+from harness.kbuild.cache import BuildCache, Entry
 from harness.kbuild.diagnostics import Diagnostic, modpost_diagnostics, parse_diagnostics
+from harness.kbuild.prune import due
 from harness.kernels.target import KernelTarget
 from harness.locking import exclusive
 from harness.paths import cache_root
@@ -105,6 +112,9 @@ class BuildResult:
     #: The directory copied into the build tree: the source directory itself, or the project
     #: root above it when its Kbuild or sources reach out of it (``-I$(src)/../include``).
     project_root: Path | None = None
+    #: True when the result came from the build cache (see :mod:`harness.kbuild.cache`): make
+    #: did not run, the ``.ko`` files and diagnostics are those of an identical earlier build.
+    cached: bool = False
 
     @property
     def ok(self) -> bool:
@@ -146,17 +156,31 @@ def build_modules(
     # makes a second build a no-op), so two harness processes must not rewrite them at once.
     with exclusive(root):
         unique: dict[Path, BuildResult] = {}
+        inputs: dict[Path, list[Path]] = {}
         projects = _projects([Path(source).resolve() for source in sources])
         for resolved, project in projects.items():
-            unique[resolved] = _prepare(resolved, project, kernel, root, werror=werror)
+            unique[resolved], inputs[resolved] = _prepare(resolved, project, kernel, root, werror=werror)
         results = list(unique.values())
         try:
-            command_for(kernel, ["make"], writable=[root])  # creates the environment once, if missing
+            # Creates the environment once, if missing.
+            _argv, environment = command_for(kernel, ["make"], writable=[root])
         except HarnessError as error:
             # This kernel's modules cannot be built; other kernels' results are unaffected.
             for result in results:
                 result.log = f"no build environment for {kernel.release}: {error.message}\n{error.details}"
             return [unique[Path(source).resolve()] for source in sources]
+        cache = _cache(kernel, environment, werror=werror, directory=build_root)
+        keys = {
+            result.source_dir: cache.key(
+                cast(Path, result.project_root), result.source_dir, inputs[result.source_dir]
+            )
+            for result in results
+        }
+        hits = _hits(results, cache, keys)
+        for result in results:
+            if result.source_dir in hits:
+                _replay(result, hits[result.source_dir], environment)
+        pending = [result for result in results if not result.cached]
 
         def make(batch: list[BuildResult]) -> set[Path]:
             started = time.time()
@@ -166,9 +190,112 @@ def build_modules(
                 _collect(result, fresh_since=None if status == 0 else started)
             return failed
 
-        batch_and_blame(results, make)  # type: ignore[arg-type]
+        if pending:
+            batch_and_blame(pending, make)  # type: ignore[arg-type]
+            _store(cache, pending, results, keys, hits)
         _prune(root, keep={root / r.build_dir.relative_to(root).parts[0] for r in results})
+        cache.prune()
     return [unique[Path(source).resolve()] for source in sources]
+
+
+def _cache(kernel: KernelTarget, environment: str, *, werror: bool, directory: Path | None) -> BuildCache:
+    """The build cache for this run: next to an explicit build root, else in the kmh store."""
+    from harness.buildenv import EnvironmentStore
+
+    env = EnvironmentStore().for_kernel(kernel) if environment != HOST else None
+    return BuildCache(
+        directory / "cache" if directory is not None else cache_root() / "build-cache",
+        kernel,
+        environment=environment,
+        environment_root=env.root if env is not None else None,
+        werror=werror,
+    )
+
+
+def _hits(results: list[BuildResult], cache: BuildCache, keys: dict[Path, str | None]) -> dict[Path, Entry]:
+    """The results the cache can give: intact entries whose batch dependencies (exporters whose
+    symbols they used) are in this batch with the same key. When make runs for any module, the
+    exporters are built too: modpost needs their symbols for the modules it links."""
+    present = set(keys.values())
+    hits = {}
+    for result in results:
+        entry = cache.lookup(keys[result.source_dir])
+        if entry is not None and set(entry.depends) <= present:
+            hits[result.source_dir] = entry
+    if len(hits) < len(results):
+        hits = {source: entry for source, entry in hits.items() if not entry.exports}
+    return hits
+
+
+def _replay(result: BuildResult, entry: Entry, environment: str) -> None:
+    """Fill RESULT from a cache entry: its .ko files and the diagnostics its build printed."""
+    result.cached = True
+    result.environment = environment
+    result.diagnostics = list(entry.diagnostics)
+    result.modules = [
+        BuiltModule(
+            name=Path(relative).stem,
+            path=entry.path(relative),
+            kernel=result.kernel,
+            source_dir=result.source_dir,
+        )
+        for relative in entry.modules
+    ]
+    result.log = (
+        f"cached: make did not run; {len(entry.modules)} .ko and {len(entry.diagnostics)} diagnostic(s) "
+        f"of an identical earlier build (build cache key {entry.key[:16]}; KMH_BUILD_CACHE=off rebuilds)\n"
+    )
+
+
+#: modpost's word for a symbol nobody exports: such a module's result depends on the batch.
+UNRESOLVED = re.compile(r"undefined!|undefined symbol", re.I)
+
+
+def _store(
+    cache: BuildCache,
+    built: list[BuildResult],
+    results: list[BuildResult],
+    keys: dict[Path, str | None],
+    hits: dict[Path, Entry],
+) -> None:
+    """Store the successful builds of this run, each with the batch members whose exports it used."""
+    if not cache.writes:
+        return
+    from harness.elf.image import ElfImage
+    from harness.elf.symbols import SymbolTable
+
+    exports: dict[Path, set[str]] = {s: set(e.exports) for s, e in hits.items()}
+    undefined: dict[Path, set[str]] = {}
+    for result in built:
+        if not result.ok:
+            continue
+        exports[result.source_dir], undefined[result.source_dir] = set(), set()
+        try:
+            for module in result.modules:
+                table = SymbolTable(ElfImage.open(module.path))
+                exports[result.source_dir] |= {name.decode() for name in table.export_names()}
+                undefined[result.source_dir] |= {name.decode() for name, _weak in table.undefined()}
+        except (OSError, HarnessError):
+            del undefined[result.source_dir]  # unreadable: not stored, rebuilt next time
+    for result in built:
+        needs = undefined.get(result.source_dir)
+        if needs is None or any(UNRESOLVED.search(d.message) for d in result.diagnostics):
+            continue
+        depends = {
+            keys[other.source_dir]
+            for other in results
+            if other is not result and exports.get(other.source_dir, set()) & needs
+        }
+        if None in depends:
+            continue  # it used an exporter the cache cannot key: its result cannot be checked later
+        kos = {str(module.path.relative_to(result.build_dir)): module.path for module in result.modules}
+        cache.store(
+            keys[result.source_dir],
+            kos,
+            result.diagnostics,
+            exports[result.source_dir],
+            cast("set[str]", depends),
+        )
 
 
 #: A build copy nobody built for this long is removed (rendered templates get a new one per run).
@@ -182,6 +309,8 @@ def _prune(root: Path, *, keep: set[Path]) -> None:
     for copy in keep:
         with contextlib.suppress(OSError):
             os.utime(copy, (now, now))
+    if not due(root / ".pruned", now):
+        return
     for entry in root.iterdir():
         if entry in keep or not entry.is_dir() or entry.is_symlink() or entry.name == "umbrella":
             continue
@@ -204,26 +333,29 @@ def _projects(sources: list[Path]) -> dict[Path, Path]:
     }
 
 
-def _prepare(source: Path, project: Path, kernel: KernelTarget, root: Path, *, werror: bool) -> BuildResult:
+def _prepare(
+    source: Path, project: Path, kernel: KernelTarget, root: Path, *, werror: bool
+) -> tuple[BuildResult, list[Path]]:
     """Mirror SOURCE (or the project root its build reaches into) to a stable place under ROOT.
 
     The copy's path depends only on the directory copied, so the next build of the same source
     for the same kernel finds kbuild's objects and ``.cmd`` files of the last one and recompiles
-    only what changed."""
+    only what changed. Returns the result to fill and the project's files (relative paths)."""
     if not source.is_dir():
         raise HarnessError(f"{source}: not a module directory")
     if not (source / "Kbuild").is_file() and not (source / "Makefile").is_file():
         raise HarnessError(f"{source}: no Kbuild or Makefile, so kbuild cannot build it")
     digest = hashlib.sha256(str(project).encode()).hexdigest()[:10]
     copy = root / f"{_safe(project.name)}-{digest}"
-    _sync_tree(project, copy)
-    return BuildResult(
+    files = _sync_tree(project, copy)
+    result = BuildResult(
         source_dir=source,
         kernel=kernel,
         build_dir=copy / source.relative_to(project),
         werror=werror,
         project_root=project,
     )
+    return result, files
 
 
 #: How a Kbuild, Makefile or source file names something above its own directory:
@@ -319,8 +451,9 @@ def _kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "special file")
 
 
-def _sync_tree(source: Path, destination: Path) -> None:
-    """Mirror the sources into the build copy, keeping mtimes so make stays incremental."""
+def _sync_tree(source: Path, destination: Path) -> list[Path]:
+    """Mirror the sources into the build copy, keeping mtimes so make stays incremental;
+    returns the files mirrored (relative to SOURCE)."""
     ignore = shutil.ignore_patterns(*BUILD_PRODUCTS)
     files = module_files(source)  # everything checked before anything is copied
     destination.mkdir(parents=True, exist_ok=True)
@@ -345,6 +478,7 @@ def _sync_tree(source: Path, destination: Path) -> None:
             and not ignore(str(existing.parent), [existing.name])
         ):
             existing.unlink()
+    return files
 
 
 def _make(

@@ -11,9 +11,7 @@ No result is lost: every planned module × kernel ends as one :class:`ModuleRun`
 
 from __future__ import annotations
 
-import os
 import queue
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -21,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 from harness.dkms import build_sources, skipped_build
 from harness.elf.check import warm_target
@@ -39,7 +38,8 @@ from harness.lifecycle.loadorder import check_together, plan_loads
 from harness.lifecycle.result import ModuleRun, StepResult
 from harness.lifecycle.spec import ModuleDef, ModuleSpec
 from harness.lifecycle.state import Snapshot
-from harness.templates import write_module
+from harness.paths import cache_root
+from harness.templates.render import prune_rendered, write_stable
 from harness.vm.backends import factory_for
 from harness.vm.pool import Prewarmed
 
@@ -174,27 +174,28 @@ class Runner:
                 self._finish(item)
 
     def _execute(self, plan: Plan) -> list[ModuleRun]:
-        with tempfile.TemporaryDirectory(prefix=f"kmh-run-{os.getpid()}-") as workdir:
-            sources = self._render(plan, Path(workdir))
-            guest_work: dict[str, list[tuple[PlannedRun, GuestModules]]] = {}
-            kernels: dict[str, KernelTarget] = {}
-            for build_kernel in _unique_kernels(item.build_kernel for item in plan.items):
-                items = [i for i in plan.items if i.build_kernel == build_kernel and not _finished(i)]
-                built = self._build(items, build_kernel, sources)
-                for item in items:
-                    modules = self._check(item, built, sources)
-                    if modules is not None:
-                        guest_work.setdefault(item.kernel.release, []).append((item, modules))
-                        kernels[item.kernel.release] = item.kernel
-            for release, work in guest_work.items():
-                self._run_in_vms(kernels[release], work)
+        sources = self._render(plan)
+        guest_work: dict[str, list[tuple[PlannedRun, GuestModules]]] = {}
+        kernels: dict[str, KernelTarget] = {}
+        for build_kernel in _unique_kernels(item.build_kernel for item in plan.items):
+            items = [i for i in plan.items if i.build_kernel == build_kernel and not _finished(i)]
+            built = self._build(items, build_kernel, sources)
+            for item in items:
+                modules = self._check(item, built, sources)
+                if modules is not None:
+                    guest_work.setdefault(item.kernel.release, []).append((item, modules))
+                    kernels[item.kernel.release] = item.kernel
+        for release, work in guest_work.items():
+            self._run_in_vms(kernels[release], work)
         return [item.run for item in plan.items]
 
     # -- render ------------------------------------------------------------------------------
 
-    def _render(self, plan: Plan, workdir: Path) -> dict[ModuleDef, Path]:
-        """Render every template module once (companions shared between specs are rendered once)."""
+    def _render(self, plan: Plan) -> dict[ModuleDef, Path]:
+        """Render every template module once (companions shared between specs are rendered once),
+        each into a stable directory named by its content (see write_stable)."""
         sources: dict[ModuleDef, Path] = {}
+        root = cache_root() / "rendered"
         for item in plan.items:
             if _finished(item):
                 continue
@@ -204,9 +205,10 @@ class Runner:
                     if definition in sources or definition.debian:
                         continue
                     if definition.template:
-                        directory = workdir / "src" / f"{len(sources)}-{definition.name}"
-                        write_module(definition.template, definition.name, directory, definition.params)
-                        sources[definition] = directory
+                        # A stable directory per rendered content: a re-run of the same spec
+                        # reuses kbuild's objects and the build cache (harness.kbuild.cache).
+                        rendered = write_stable(definition.template, definition.name, root, definition.params)
+                        sources[definition] = cast(Path, rendered.directory)
                     elif definition.source is not None:
                         sources[definition] = definition.source
             except HarnessError as error:
@@ -216,6 +218,7 @@ class Runner:
             if item.spec.module.template:
                 message = f"rendered template {item.spec.module.template}"
                 self._step(item, StepResult("render", "pass", time.monotonic() - started, message))
+        prune_rendered(root, keep=sources.values())
         return sources
 
     # -- build -------------------------------------------------------------------------------
@@ -268,6 +271,9 @@ class Runner:
                 note = f", {warnings} warning(s)" if warnings else ""
                 environment = results[definitions[0]].environment
                 where = f" with {environment}" if environment and environment != "host" else ""
+                cached = sum(results[d].cached for d in definitions)
+                if cached:  # say so: the .ko and its warnings are an identical earlier build's
+                    note += f", cached ({cached} of {len(definitions)} from the build cache)"
                 message = f"built against {kernel.release}{where}{note}"
                 evidence = "\n".join(str(w) for d in definitions for w in results[d].warnings)
                 self._step(item, StepResult("build", "pass", elapsed, message, evidence))

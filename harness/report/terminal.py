@@ -69,6 +69,13 @@ def failure_note(run: ModuleRun, *, limit: int = 80) -> str:
     return one_line(f"{failure.name}: {failure.message or failure.status}", limit=limit)
 
 
+def _cached_note(run: ModuleRun) -> str:
+    """``build cached`` when the .ko came from the build cache (make did not run), so a fast
+    result is never mistaken for a fresh build."""
+    cached = any(step.name == "build" and step.passed and "cached" in step.message for step in run.steps)
+    return "build cached" if cached else ""
+
+
 class ProgressPrinter:
     """Reports progress as the runner goes; the runner calls :meth:`step` after every step and
     :meth:`finished` after every module × kernel. Safe to call from several worker threads."""
@@ -207,7 +214,13 @@ def _table(runs: Sequence[ModuleRun], color: bool) -> str:
         return ""
     header = ("MODULE", "KERNEL", "VERDICT", "TIME", "DETAIL")
     rows = [
-        (run.module, run.kernel, verdict_word(run.verdict), format_duration(run.duration), failure_note(run))
+        (
+            run.module,
+            run.kernel,
+            verdict_word(run.verdict),
+            format_duration(run.duration),
+            failure_note(run) or _cached_note(run),
+        )
         for run in runs
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(4)]

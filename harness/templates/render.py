@@ -7,14 +7,22 @@ print checked values (see :mod:`harness.templates.cvalues`). Undefined variables
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
+import hashlib
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import jinja2
 
 from harness.errors import HarnessError
+from harness.kbuild.prune import due
 from harness.resources import template_dir
 from harness.templates.catalogue import Template, get_template
 from harness.templates.cvalues import FILTERS, MODULE_NAME_MAX, Ident, emit, ident_problem
@@ -124,3 +132,65 @@ def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:
             raise HarnessError(f"parameter {key!r} is given twice")
         result[key] = value
     return result
+
+
+#: A rendered directory nobody used for this long is removed (like the build copies).
+UNUSED_RENDER_SECONDS = 7 * 24 * 3600
+
+
+def write_stable(
+    template_name: str, module_name: str, root: Path, params: Mapping[str, object] | None = None
+) -> ModuleSource:
+    """Render into a directory under ROOT named after the rendered files' content, reused as is.
+
+    A new directory per run would give kbuild's stable build copies (keyed by source directory)
+    and the build cache (keyed by the copy's path, which debug info records) a new path each
+    time, so a re-run of the same spec would always recompile. A directory named by its content
+    is never rewritten (its files keep their mtimes) and two processes rendering the same module
+    agree on it; it is written into a temporary directory and renamed into place."""
+    source = render(template_name, module_name, params)
+    digest = hashlib.sha256()
+    for file_name in sorted(source.files):
+        digest.update(f"{file_name}\0{source.files[file_name]}\0".encode())
+    directory = root / f"{module_name}-{digest.hexdigest()[:16]}"
+    if directory.is_dir() and not _holds(directory, source):
+        shutil.rmtree(directory, ignore_errors=True)  # edited by hand: render it again
+    if not directory.is_dir():
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
+            source.write(staging, force=True)
+            try:
+                os.rename(staging, directory)
+            except OSError:  # another process renamed the same content into place first
+                shutil.rmtree(staging, ignore_errors=True)
+        except OSError as error:
+            raise HarnessError(f"cannot write the module into {root}: {error.strerror}") from None
+    now = time.time()
+    with contextlib.suppress(OSError):
+        os.utime(directory, (now, now))
+    return replace(source, directory=directory.resolve())
+
+
+def _holds(directory: Path, source: ModuleSource) -> bool:
+    """True when DIRECTORY holds exactly SOURCE's files with their rendered text."""
+    try:
+        names = {entry.name for entry in directory.iterdir()}
+        return names == set(source.files) and all(
+            (directory / name).read_text() == text for name, text in source.files.items()
+        )
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def prune_rendered(root: Path, *, keep: Iterable[Path] = ()) -> None:
+    """Remove rendered directories unused for a week (never one in KEEP)."""
+    kept = set(keep)
+    now = time.time()
+    if not due(root / ".pruned", now):
+        return
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            with contextlib.suppress(OSError):
+                if entry not in kept and now - entry.stat().st_mtime > UNUSED_RENDER_SECONDS:
+                    shutil.rmtree(entry, ignore_errors=True)

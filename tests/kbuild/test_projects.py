@@ -113,7 +113,10 @@ def test_several_modules_from_one_directory_are_picked_by_kernel_name(tmp_path, 
         pick_module(result, "d")
 
 
-def test_a_second_identical_build_compiles_nothing_and_a_change_compiles_one_file(tmp_path, kernel):
+def test_a_second_identical_build_compiles_nothing_and_a_change_compiles_one_file(
+    tmp_path, kernel, monkeypatch
+):
+    monkeypatch.setenv("KMH_BUILD_CACHE", "off")  # kbuild's own incremental build, which a cache miss runs
     sources = [write_module(tmp_path / f"inc{i}", f"inc{i}", HELLO.format(name=f"inc{i}")) for i in range(3)]
     first = build_modules(sources, kernel, build_root=tmp_path / "out")
     assert all(result.ok for result in first)

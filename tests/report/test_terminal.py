@@ -181,6 +181,20 @@ def test_a_crash_from_the_console_parser_reads_well(parsed_crash_run):
     assert "\r" not in summary and "\x1b" not in summary
 
 
+def test_a_run_whose_build_came_from_the_build_cache_says_so(runs):
+    """A fast pass must not pass for a fresh build: the table's DETAIL says the .ko was cached."""
+    import dataclasses
+
+    hello = runs[0]
+    message = "built against 6.1.0-26-amd64, cached (1 of 1 from the build cache)"
+    steps = [
+        StepResult("build", "pass", 0.02, message) if step.name == "build" else step for step in hello.steps
+    ]
+    cached = dataclasses.replace(hello, steps=steps)
+    assert render_summary([cached]).splitlines()[1].endswith("build cached")
+    assert not render_summary([hello]).splitlines()[1].endswith("build cached")
+
+
 def test_a_passing_fault_sweep_still_lists_what_it_failed():
     """The sweep's list (each N, its allocation site, how init coped) is its result: the
     terminal shows it for a passing run too (text from a real sweep on the debug kernel)."""

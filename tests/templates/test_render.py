@@ -222,3 +222,22 @@ def test_write_refuses_a_file_in_the_way(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(HarnessError, match="not a directory"):
         write_module("hello", "m", tmp_path / "f")
+
+
+def test_stable_render_directories_are_named_by_content_and_reused(tmp_path):
+    """kmh run renders into a directory named by the rendered content, so a re-run of the same
+    spec gets the same path (kbuild's stable copies and the build cache key on it)."""
+    from harness.templates.render import write_stable
+
+    first = write_stable("hello", "stable_a", tmp_path)
+    mtimes = {path.name: path.stat().st_mtime_ns for path in first.directory.iterdir()}
+    again = write_stable("hello", "stable_a", tmp_path)
+    assert again.directory == first.directory
+    assert {path.name: path.stat().st_mtime_ns for path in again.directory.iterdir()} == mtimes
+    other = write_stable("params", "stable_a", tmp_path)
+    assert other.directory != first.directory and other.directory.name.startswith("stable_a-")
+    (first.directory / "stable_a.c").write_text("edited by hand\n")
+    repaired = write_stable("hello", "stable_a", tmp_path)
+    assert repaired.directory == first.directory
+    assert (repaired.directory / "stable_a.c").read_text() == repaired.files["stable_a.c"]
+    assert not list(tmp_path.glob(".new-*"))
