@@ -52,15 +52,16 @@ def test_sleep_in_atomic_is_a_finding_blamed_on_the_module():
     assert not any("loaded: 1234 byte buffer" in line for line in report.lines)
 
 
+def _layout(module: str, sections: str, ko: str) -> kmemleak.ModuleLayout:
+    """MODULE's layout from a section listing and .ko captured from the real debug guest."""
+    return kmemleak.ModuleLayout.from_guest(module, (DATA / sections).read_text(), DATA / ko)
+
+
 def test_kmemleak_report_is_attributed_through_the_recorded_sections():
     leaks = kmemleak.parse_report((DATA / "kmemleak_kmalloc_leak.txt").read_text())
     assert len(leaks) == 1 and leaks[0].size == 2048 and leaks[0].comm == "insmod"
     assert leaks[0].backtrace[2] == "0xffffffffa00080dd"
-    layout = kmemleak.ModuleLayout.from_guest(
-        "kmh_bad_kmalloc_leak",
-        (DATA / "kmalloc_leak_sections.txt").read_text(),
-        DATA / "kmh_bad_kmalloc_leak.ko",
-    )
+    layout = _layout("kmh_bad_kmalloc_leak", "kmalloc_leak_sections.txt", "kmh_bad_kmalloc_leak.ko")
     (leak,) = kmemleak.attribute(leaks, [layout])
     assert leak.module == "kmh_bad_kmalloc_leak"
     assert leak.frame.startswith("kmh_init+0xdd/") and leak.frame.endswith(" [kmh_bad_kmalloc_leak]")
@@ -83,11 +84,7 @@ def test_kmemleak_report_of_6_12_has_plain_frames_and_is_attributed():
         "do_one_initcall+0x13d/0x2d0",
     )
     assert not any(frame.startswith(("73", "hex")) for frame in leaks[0].backtrace)
-    layout = kmemleak.ModuleLayout.from_guest(
-        "kmh_kmalloc_leak",
-        (DATA / "kmalloc_leak_sections_6.12.txt").read_text(),
-        DATA / "kmh_kmalloc_leak_6.12.ko",
-    )
+    layout = _layout("kmh_kmalloc_leak", "kmalloc_leak_sections_6.12.txt", "kmh_kmalloc_leak_6.12.ko")
     (leak,) = kmemleak.attribute(leaks, [layout])
     assert leak.module == "kmh_kmalloc_leak"
     assert leak.frame.startswith("kmh_init+0xd6/") and leak.frame.endswith(" [kmh_kmalloc_leak]")

@@ -17,7 +17,7 @@ import pytest
 
 from harness.kbuild import build_modules
 from harness.kbuild.cache import BuildCache, _process_environment
-from tests.kbuild.test_kbuild import HELLO, write_module
+from tests.kbuild.test_kbuild import HELLO, write_exporter_pair, write_module
 
 pytestmark = pytest.mark.kbuild
 
@@ -109,15 +109,7 @@ def test_the_kill_switch_rebuilds_and_stores_nothing(tmp_path, kernel_61, monkey
 
 
 def test_a_consumer_misses_when_the_exporter_it_used_changed(tmp_path, kernel_61):
-    exporter = write_module(
-        tmp_path / "exp",
-        "kexp",
-        HELLO.format(name="kexp") + "int kexp_value(void) { return 42; }\nEXPORT_SYMBOL_GPL(kexp_value);\n",
-    )
-    consumer_source = HELLO.format(name="kcons").replace(
-        'pr_info("kcons in\\n");', 'pr_info("kcons %d\\n", kexp_value());'
-    )
-    consumer = write_module(tmp_path / "cons", "kcons", "int kexp_value(void);\n" + consumer_source)
+    exporter, consumer = write_exporter_pair(tmp_path, "kexp", "kcons")
     first = build_modules([exporter, consumer], kernel_61, build_root=tmp_path / "out")
     assert all(r.ok and not r.cached for r in first)
     stored = [json.loads(entry.read_text()) for entry in entries(tmp_path / "out")]

@@ -44,6 +44,23 @@ def write_module(directory: Path, name: str, source: str, *, makefile: bool = Fa
     return directory
 
 
+def write_exporter_pair(root: Path, exporter: str, consumer: str) -> tuple[Path, Path]:
+    """Two module directories under ROOT: EXPORTER exports ``EXPORTER_value()`` (GPL), CONSUMER
+    calls it in its init; for builds where one batch module resolves another's export."""
+    function = f"{exporter}_value"
+    exporter_dir = write_module(
+        root / "exp",
+        exporter,
+        HELLO.format(name=exporter)
+        + f"int {function}(void) {{ return 42; }}\nEXPORT_SYMBOL_GPL({function});\n",
+    )
+    consumer_source = HELLO.format(name=consumer).replace(
+        f'pr_info("{consumer} in\\n");', f'pr_info("{consumer} %d\\n", {function}());'
+    )
+    consumer_dir = write_module(root / "cons", consumer, f"int {function}(void);\n" + consumer_source)
+    return exporter_dir, consumer_dir
+
+
 def modinfo(path: Path) -> dict[str, str]:
     with path.open("rb") as handle:
         data = ELFFile(handle).get_section_by_name(".modinfo").data()
@@ -97,15 +114,7 @@ def test_users_own_makefile_directory_builds(tmp_path, kernel_61):
 
 
 def test_exporter_and_consumer_in_one_batch_resolve_each_other(tmp_path, kernel_61):
-    exporter = write_module(
-        tmp_path / "exp",
-        "exp",
-        HELLO.format(name="exp") + "int exp_value(void) { return 42; }\nEXPORT_SYMBOL_GPL(exp_value);\n",
-    )
-    consumer_source = HELLO.format(name="cons").replace(
-        'pr_info("cons in\\n");', 'pr_info("cons %d\\n", exp_value());'
-    )
-    consumer = write_module(tmp_path / "cons", "cons", "int exp_value(void);\n" + consumer_source)
+    exporter, consumer = write_exporter_pair(tmp_path, "exp", "cons")
     results = build_modules([exporter, consumer], kernel_61, werror=True, build_root=tmp_path / "out")
     assert all(r.ok for r in results), results[1].log
     assert modinfo(results[1].modules[0].path)["depends"] == "exp"
