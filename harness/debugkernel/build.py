@@ -84,8 +84,8 @@ def debug_release(version: str) -> str:
 
 def _versioned_gcc(packages: tuple[str, ...] | list[str]) -> str | None:
     """The ``gcc-N`` among a build environment's PACKAGES (None: the environment has plain gcc)."""
-    versioned = sorted(name for name in packages if re.fullmatch(r"gcc-\d+", name))
-    return versioned[-1] if versioned else None
+    versioned = [name for name in packages if re.fullmatch(r"gcc-\d+", name)]
+    return max(versioned, key=lambda name: int(name.split("-")[1])) if versioned else None
 
 
 def check_tools() -> None:
