@@ -35,7 +35,7 @@ from harness.elf.model import ExportedSymbol, ModuleInfo
 from harness.elf.module import open_module
 from harness.elf.symvers import VMLINUX, SymversEntry, read_symvers
 from harness.elf.tree import ModuleTree, TreeModule, module_facts
-from harness.elf.treecache import cached_tree
+from harness.elf.treecache import TreeIndex, cached_tree, tree_index
 from harness.errors import HarnessError
 from harness.kernels.target import KernelTarget
 
@@ -113,10 +113,14 @@ def same_magic(module_magic: str, kernel_magic: str, has_crcs: bool) -> bool:
     return module_magic == kernel_magic
 
 
-def target_vermagic(tree: ModuleTree) -> str:
+def target_vermagic(tree: ModuleTree | TreeIndex) -> str:
     """The vermagic the target's kernel expects: the one its own modules carry."""
-    for module in tree.modules[:5]:
-        magic = _vermagic_of(module.path)
+    if isinstance(tree, ModuleTree):
+        paths = [module.path for module in tree.modules[:5]]
+    else:
+        paths = [Path(path) for _name, _relpath, path in tree.modules[:5]]
+    for path in paths:
+        magic = _vermagic_of(path)
         if magic:
             return magic
     raise HarnessError(f"{tree.root}: cannot tell the kernel's vermagic (no module carries one)")
@@ -143,13 +147,15 @@ def check_loadable(
     """Whether the module at KO_PATH can load on KERNEL, given the target's tree and EXTRA_DIRS."""
     module = open_module(ko_path)
     info = module.info()
-    config, target_tree, symvers, kernel_magic = _target_facts(kernel)
-    graph, me = _combined_graph(Path(ko_path), info.name, target_tree, extra_dirs)
+    config, index, symvers, kernel_magic = _target_facts(kernel)
+    me = TreeModule(info.name, os.fspath(ko_path), os.fspath(ko_path))
+    me.exports, me.needs = module_facts(ko_path)
+    graph, extra_names = _combined_graph(me, kernel, index, extra_dirs)
     kernel_modversions = config.get("CONFIG_MODVERSIONS") == "y" or " modversions " in f"{kernel_magic} "
     crcs_checked = kernel_modversions and module.image.has("__versions")
 
     found = _Findings()
-    _check_name(info.name, Path(ko_path), kernel, target_tree, found)
+    _check_name(info.name, Path(ko_path), kernel, index, found)
     if not kernel_modversions:
         # Debian's 7.x kernels are built without MODVERSIONS: every CRC in Module.symvers is 0.
         found.notes.append(
@@ -165,7 +171,7 @@ def check_loadable(
     providers = _providers(graph, me, symvers)
     for name, weak, crc in _needed_symbols(info, crcs_checked):
         _check_symbol(info, name, weak, crc, providers.get(name), crcs_checked, config, found)
-    _check_duplicate_exports(me, graph, target_tree, symvers, found)
+    _check_duplicate_exports(me, graph, extra_names, index, symvers, found)
     load_first = tuple(m.path.resolve() for m in graph.load_order(me)[:-1])
     return LoadCheck(info, kernel.release, tuple(found.reasons), load_first, tuple(found.notes))
 
@@ -176,34 +182,41 @@ def check_loadable(
 _FACTS_LOCK = threading.Lock()
 
 
-def _target_facts(kernel: KernelTarget) -> tuple[dict[str, str], ModuleTree, dict[str, SymversEntry], str]:
-    """Config, module tree, Module.symvers and vermagic of a target, read once per process."""
+def _target_facts(kernel: KernelTarget) -> tuple[dict[str, str], TreeIndex, dict[str, SymversEntry], str]:
+    """Config, tree index, Module.symvers and vermagic of a target, read once per process."""
     with _FACTS_LOCK:
         return _read_target_facts(kernel)
 
 
-def target_tree(kernel: KernelTarget) -> ModuleTree:
-    """KERNEL's module tree with every module's exports and needs (shared with the checks)."""
+def target_index(kernel: KernelTarget) -> TreeIndex:
+    """Who exports what in KERNEL's module tree (shared with the checks)."""
     return _target_facts(kernel)[1]
+
+
+@functools.lru_cache(maxsize=8)
+def target_tree(kernel: KernelTarget) -> ModuleTree:
+    """KERNEL's whole module tree, with what each module needs: read only when a check has a
+    provider in it, which most modules built against a kernel's headers do not."""
+    return cached_tree(kernel.modules_dir)
 
 
 @functools.lru_cache(maxsize=8)
 def _read_target_facts(
     kernel: KernelTarget,
-) -> tuple[dict[str, str], ModuleTree, dict[str, SymversEntry], str]:
+) -> tuple[dict[str, str], TreeIndex, dict[str, SymversEntry], str]:
     """An unpacked target never changes, and a run checks every module against the same few
     targets: re-reading them cost ~0.2 s per check."""
-    tree = cached_tree(kernel.modules_dir)
-    return kernel_config(kernel), tree, read_symvers(kernel.symvers), target_vermagic(tree)
+    index = tree_index(kernel.modules_dir)
+    return kernel_config(kernel), index, read_symvers(kernel.symvers), target_vermagic(index)
 
 
 def warm_target(kernel: KernelTarget) -> None:
     """Read KERNEL's facts now: the runner calls it in the background while kbuild runs, so
-    the first check of a run does not wait ~0.2 s for the tree cache to load."""
+    the first check of a run does not wait for them."""
     _target_facts(kernel)
 
 
-def _check_name(name: str, ko_path: Path, kernel: KernelTarget, tree: ModuleTree, found: _Findings) -> None:
+def _check_name(name: str, ko_path: Path, kernel: KernelTarget, index: TreeIndex, found: _Findings) -> None:
     """The kernel refuses a name it already has in /sys/module; other clashes are notes."""
     if name in sysfs_builtin_names(kernel):
         found.reasons.append(
@@ -217,10 +230,11 @@ def _check_name(name: str, ko_path: Path, kernel: KernelTarget, tree: ModuleTree
         found.notes.append(
             f"{name} is also a module built into the kernel: insmod loads it, modprobe refuses it as built-in"
         )
-    same = tree.by_name.get(name)
-    if same is not None and same.path.resolve() != ko_path.resolve():
+    at = index.position.get(name)
+    same = index.modules[at] if at is not None else None
+    if same is not None and Path(same[2]).resolve() != ko_path.resolve():
         found.notes.append(
-            f"the kernel's tree has a module named {name} ({same.relpath}): "
+            f"the kernel's tree has a module named {name} ({same[1]}): "
             "yours is refused while that one is loaded, and modprobe may pick either"
         )
 
@@ -319,7 +333,8 @@ def _check_symbol(
 def _check_duplicate_exports(
     me: TreeModule,
     graph: DependencyGraph,
-    target: ModuleTree,
+    extra_names: set[str],
+    index: TreeIndex,
     symvers: dict[str, SymversEntry],
     found: _Findings,
 ) -> None:
@@ -327,28 +342,33 @@ def _check_duplicate_exports(
 
     vmlinux is always there and the --with modules are loaded with this one, so a clash with
     them is a reason; a module of the target's tree clashes only while it is loaded: a note.
+    A tree module that the checked module or a --with module replaces (same name) is not there.
     """
     mine = set(me.exports)
     if not mine:
         return
-    for module in graph.tree.modules:
-        clash = sorted(mine.intersection(module.exports)) if module is not me else []
-        if not clash:
+    clashes: dict[int, list[bytes]] = {}
+    for raw in mine:
+        for at in index.exporters.get(raw, ()):
+            clashes.setdefault(at, []).append(raw)
+    for at in sorted(clashes):
+        owner, relpath, _path = index.modules[at]
+        if owner == me.name or owner in extra_names:
             continue
-        name = clash[0].decode("utf-8", "surrogateescape")
-        more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
-        if target.by_name.get(module.name) is module:
-            found.notes.append(
-                f"exports {name}{more} like {module.name} of the kernel's tree ({module.relpath}): "
-                f"refused while {module.name} is loaded"
-            )
-        else:
+        clash = clashes[at]
+        found.notes.append(
+            f"exports {_first(clash)}{_more(clash)} like {owner} of the kernel's tree ({relpath}): "
+            f"refused while {owner} is loaded"
+        )
+    for module in graph.tree.modules:
+        clash = sorted(mine.intersection(module.exports)) if module.name in extra_names else []
+        if clash:
             found.reasons.append(
                 Reason(
                     "duplicate-export",
-                    f"exports duplicate symbol {name} (owned by {module.name}){more}: "
+                    f"exports duplicate symbol {_first(clash)} (owned by {module.name}){_more(clash)}: "
                     "the kernel refuses the second module",
-                    name,
+                    _first(clash),
                 )
             )
     for raw in sorted(mine):
@@ -364,21 +384,41 @@ def _check_duplicate_exports(
             )
 
 
+def _first(symbols: list[bytes]) -> str:
+    """The first of SYMBOLS in sorted order, as text: the one a clash message names."""
+    return min(symbols).decode("utf-8", "surrogateescape")
+
+
+def _more(symbols: list[bytes]) -> str:
+    """' (and N more)' when a clash message names one of several SYMBOLS."""
+    return f" (and {len(symbols) - 1} more)" if len(symbols) > 1 else ""
+
+
 def _combined_graph(
-    ko_path: Path, name: str, target: ModuleTree, extra_dirs: Sequence[Path | str]
-) -> tuple[DependencyGraph, TreeModule]:
+    me: TreeModule, kernel: KernelTarget, index: TreeIndex, extra_dirs: Sequence[Path | str]
+) -> tuple[DependencyGraph, set[str]]:
     """One graph over the target's modules, the --with modules (which override same-named target
-    modules, like updates/) and the checked module itself, listed last so its exports win."""
-    modules: dict[str, TreeModule] = {m.name: m for m in target.modules}
+    modules, like updates/) and the checked module ME, listed last so its exports win; and the
+    names of the --with modules.
+
+    Without --with modules, when no target module exports a symbol ME needs, the target's
+    modules cannot change ME's providers or load order: the graph is ME alone, and the whole
+    tree (what each of its 4000 modules needs) is not read.
+    """
+    needed = {raw for raw, _weak in me.needs} | {raw.removeprefix(b".") for raw, _weak in me.needs}
+    if not extra_dirs and not any(raw in index.exporters for raw in needed):
+        return DependencyGraph(ModuleTree(index.root, [me])), set()
+    modules: dict[str, TreeModule] = {m.name: m for m in target_tree(kernel).modules}
+    extra_names: set[str] = set()
     for directory in extra_dirs:
         for extra in ModuleTree.scan(directory).modules:
             modules.pop(extra.name, None)
             modules[extra.name] = extra
-    me = TreeModule(name, os.fspath(ko_path), os.fspath(ko_path))
-    me.exports, me.needs = module_facts(ko_path)
-    modules.pop(name, None)
-    modules[name] = me
-    return DependencyGraph(ModuleTree(target.root, list(modules.values()))), me
+            extra_names.add(extra.name)
+    extra_names.discard(me.name)
+    modules.pop(me.name, None)
+    modules[me.name] = me
+    return DependencyGraph(ModuleTree(index.root, list(modules.values()))), extra_names
 
 
 def _providers(

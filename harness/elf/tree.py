@@ -148,6 +148,11 @@ class ModuleTree:
         return cls(root, modules)
 
 
+def walk_module_files(root: str) -> Iterator[str]:
+    """Relative paths of the module files under ROOT, in readdir order, as depmod walks it."""
+    return _walk(root, "")
+
+
 def _walk(root: str, prefix: str) -> Iterator[str]:
     """Relative paths of module files, in readdir order, as depmod walks the tree."""
     directory = os.path.join(root, prefix) if prefix else root

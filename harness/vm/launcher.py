@@ -94,15 +94,16 @@ class QemuLauncher:
     def exit_code(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
-    def argv(self, qemu: str, accel_name: str, tmp: Path) -> list[str]:
+    def argv(self, qemu: str, accel_name: str, tmp: Path, initrd: Path | None = None) -> list[str]:
         cfg = self.config
+        initrd = initrd or tmp / "initramfs.cpio"
         argv = [qemu, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
         argv += ["-machine", "pc", "-accel", accel_name, "-m", str(cfg.memory_mb), "-smp", str(cfg.cpus)]
         if accel_name == "kvm":
             argv += ["-cpu", "host"]
         if QBOOT.is_file():
             argv += ["-bios", str(QBOOT)]
-        argv += ["-kernel", str(self.kernel.boot_image), "-initrd", str(tmp / "initramfs.cpio")]
+        argv += ["-kernel", str(self.kernel.boot_image), "-initrd", str(initrd)]
         argv += ["-append", cfg.kernel_params()]
         argv += ["-chardev", f"file,id=con,path={tmp / 'console.log'}", "-serial", "chardev:con"]
         argv += ["-chardev", f"socket,id=agent,path={tmp / 'agent.sock'}"]
@@ -123,14 +124,14 @@ class QemuLauncher:
         booted: Booted | None = None
         try:
             run_files = image.run_layer(self.config.files) if self.config.files else b""
-            image.assemble(
+            initrd = image.initramfs(
                 self.kernel,
                 tmp / "initramfs.cpio",
                 extra_modules=self.config.extra_modules,
                 run_files=run_files,
                 python=self.config.python,
             )
-            argv = self.argv(qemu, accel_name, tmp)
+            argv = self.argv(qemu, accel_name, tmp, initrd)
             if use_snapshot and self._snapshot_wanted():
                 used = image.layers(
                     self.kernel, extra_modules=self.config.extra_modules, python=self.config.python
