@@ -195,9 +195,11 @@ class GuestCycle:
             raise GuestLost(f"the guest was poisoned before the first step: {self.vm.crash.summary()}")
         self._known_crash = self.vm.crash
         try:
-            self._install()
+            # Before the install, so that a restored guest that has run nothing yet can hand
+            # over its saved answer (the install only writes files under /lib/modules).
             if not self._known_state:
-                self._before = self._snapshot()
+                self._before = self._snapshot(answered=True)
+            self._install()
             # What was loaded before the module: the "before" snapshot lists it (no extra read).
             self._preloaded = self._before.sections.get("modules", frozenset())
         except _Trouble as trouble:
@@ -321,8 +323,13 @@ class GuestCycle:
         if self.spec.method == "modprobe" or self.spec.module.debian or self.modules.tree:
             self._sh(f"/sbin/depmod -a {shlex.quote(self.release)}", timeout=DEPMOD_TIMEOUT)
 
-    def _snapshot(self, *, kallsyms: bool = False) -> Snapshot:
+    def _snapshot(self, *, kallsyms: bool = False, answered: bool = False) -> Snapshot:
+        """The kernel state now. ANSWERED: the saved guest's answer may stand in for running
+        the listing, when this guest was restored from it and has run nothing since."""
         command = SNAPSHOT_COMMAND + (KALLSYMS_COMMAND + "\n" if kallsyms else "") + END_COMMAND
+        saved = self.vm.saved_answer(command) if answered else None
+        if saved is not None:
+            return Snapshot.parse(saved)
         result = self._sh(command, timeout=60, what="kmh's kernel state snapshot (/proc, /sys, /dev)")
         snapshot = Snapshot.parse(result.stdout)
         if not snapshot.complete:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.vm.probes import LISTING_END, STATE_LISTING
+
 SECTIONS = ("devices", "misc", "class", "dev", "proc", "kallsyms", "debugfs", "modules")
 
 #: Taint bits a successful load of an out-of-tree module sets permanently, by letter.
@@ -20,19 +22,9 @@ EXPECTED_TAINT = {"P": 1 << 0, "O": 1 << 12, "E": 1 << 13}
 TAINT_WARN = 1 << 9
 TAINT_LETTERS = "PFSRMBUDAWCIOELKXT"
 
-#: Every guest process start costs ~5-10 ms under TCG, so the snapshot starts two: one ``grep``
-#: prints the small /proc files (each line prefixed by its file name, see ``FILES``) and one
-#: ``find`` walks /dev and the top two levels of debugfs; the rest are shell builtins. The
-#: debugfs mount check is a glob (an unmounted /sys/kernel/debug is an empty directory).
-SNAPSHOT_COMMAND = r"""
-set -- /sys/kernel/debug/*; [ -e "$1" ] || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-echo @@class; for d in /sys/class/* /sys/class/*/*; do echo "$d"; done
-echo @@proc; for e in /proc/* /proc/driver/* /proc/bus/*; do
-  case "$e" in /proc/[0-9]*) ;; *) echo "$e";; esac
-done
-echo @@files; grep -H '' /proc/devices /proc/misc /proc/modules /proc/sys/kernel/tainted
-echo @@paths; find /dev /sys/kernel/debug -path '/sys/kernel/debug/*/*/*' -prune -o -print 2>/dev/null
-"""
+#: The listing the snapshots are made from (shared with the VM, which answers it ahead of time
+#: for a restored guest: :mod:`harness.vm.probes`).
+SNAPSHOT_COMMAND = STATE_LISTING
 #: The files the snapshot's one ``grep`` prints, by the section their lines belong to.
 FILES = {
     "/proc/devices": "devices",
@@ -42,7 +34,7 @@ FILES = {
 }
 DEBUGFS = "/sys/kernel/debug"
 #: Printed last: a snapshot without it was cut short and must never be diffed.
-END_COMMAND = "echo @@end"
+END_COMMAND = LISTING_END
 #: Module symbols only; appended for the snapshot after unload. Reading kallsyms costs ~0.3 s
 #: under TCG, and before the first load every module symbol belongs to a module already loaded.
 KALLSYMS_COMMAND = "echo @@kallsyms; grep -F ']' /proc/kallsyms"

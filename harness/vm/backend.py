@@ -67,6 +67,11 @@ class VMBackend(Protocol):
         """Run a shell string (``sh -c``) or an argv list as root; bounded by ``timeout`` seconds."""
         ...
 
+    def saved_answer(self, command: str) -> str | None:
+        """What a guest restored from a saved state answered COMMAND (a read-only probe of
+        :mod:`harness.vm.probes`) before it was saved, while it has run nothing since; else None."""
+        ...
+
     def put(self, local: str | Path, guest_path: str, *, mode: int = 0o644) -> None:
         """Upload a host file (e.g. a built .ko) to ``guest_path``, creating parent directories."""
         ...

@@ -81,6 +81,9 @@ class Guest:
         self._poisoned = False
         self._dead = False
         self._last_command = ""
+        #: Answers of :data:`harness.vm.probes.SAVED` the saved guest gave right before it was
+        #: saved; valid until this guest runs a command (uploads change no kernel state).
+        self._saved_answers: dict[str, str] = {}
         self._take(records)
         if self.transport is not None:
             self.transport.drain()  # the boot's lines are not any command's
@@ -117,6 +120,13 @@ class Guest:
 
     # -- commands ----------------------------------------------------------------------------
 
+    def saved_answer(self, command: str) -> str | None:
+        """COMMAND's output as the saved guest this one was restored from printed it right
+        before it was saved, while this guest has run no command yet: the same memory, the same
+        answer. None when there is none (a cold boot, another backend, a command already run);
+        only the read-only commands of :data:`harness.vm.probes.SAVED` are answered."""
+        return self._saved_answers.get(command)
+
     def _argv(self, command: str | Sequence[str]) -> list[str]:
         return command_argv(command)
 
@@ -131,6 +141,7 @@ class Guest:
         """Run COMMAND as root; never raises for what the command or the kernel did."""
         self._catch_up()
         transport = self._usable(allow_poisoned)
+        self._saved_answers = {}  # whatever the command does, the saved guest's answers may be stale
         shown = display(command)
         started = time.monotonic()
         exchange = transport.execute(self._argv(command), timeout=timeout, stdin=stdin)

@@ -47,6 +47,11 @@ class Booted:
     console_prefix: str = ""
     restored: bool = False
     seconds: float = 0.0
+    #: Answers of the read-only probes, for a restored guest (see :mod:`harness.vm.probes`).
+    answers: dict[str, str] = field(default_factory=dict)
+    #: For a cold boot whose configuration has no snapshot yet: the key to save it under with
+    #: :meth:`QemuLauncher.save_snapshot` (the VM first asks it the probes).
+    save_key: str | None = None
 
 
 def _reap(proc: subprocess.Popen[bytes] | None, tmpdir: str | None) -> None:
@@ -163,7 +168,7 @@ class QemuLauncher:
                 # The restored agent said "ready" long ago, in the saved boot: ask it to answer.
                 assert key is not None
                 store.touch(key)
-                booted.records, booted.console_prefix = store.load_log(key)
+                booted.records, booted.console_prefix, booted.answers = store.load_log(key)
                 booted.channel.send(b"D")
                 ready = b"D"
             else:
@@ -199,7 +204,7 @@ class QemuLauncher:
             raise
         booted.seconds = time.monotonic() - started
         if key is not None and not restoring:
-            self._save_snapshot(store, key, booted)
+            booted.save_key = key
         return booted
 
     def _snapshot_wanted(self) -> bool:
@@ -207,9 +212,11 @@ class QemuLauncher:
             return False
         return os.environ.get("KMH_VM_SNAPSHOT", "1") not in ("0", "no", "off", "false")
 
-    def _save_snapshot(self, store: SnapshotStore, key: str, booted: Booted) -> None:
-        """Save the just-booted guest for later VMs of the same configuration; never fatal."""
+    def save_snapshot(self, key: str, records: list[LogRecord], answers: dict[str, str]) -> None:
+        """Save the running guest for later VMs of the same configuration, with its kernel log
+        RECORDS so far and the ANSWERS it gave to the read-only probes; never fatal."""
         assert self.tmpdir is not None
+        store = SnapshotStore(self.kernel)
         temp = store.temp_state(key)
         try:
             qmp = QMP(str(Path(self.tmpdir) / "qmp.sock"))
@@ -226,7 +233,7 @@ class QemuLauncher:
                     raise HarnessError(f"snapshot migration {status}")
                 time.sleep(0.01)
             console = self.console_path.read_bytes().decode("utf-8", "replace")
-            store.commit(key, temp, booted.records, console)
+            store.commit(key, temp, records, console, answers)
         except (HarnessError, OSError):
             temp.unlink(missing_ok=True)
         finally:

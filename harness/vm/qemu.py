@@ -19,7 +19,7 @@ from types import TracebackType
 
 from harness.errors import HarnessError, ToolMissing
 from harness.kernels.target import KernelTarget
-from harness.vm import accel
+from harness.vm import accel, probes
 from harness.vm.agent import AgentTransport
 from harness.vm.guest import Guest
 from harness.vm.launcher import QemuLauncher
@@ -149,6 +149,23 @@ class VM(Guest):
         self._reset(booted.records)
         self.boot_seconds = booted.seconds
         self.restored = booted.restored
+        if booted.save_key is not None:
+            answers = self._answer_probes()
+            self._sync()
+            self.launcher.save_snapshot(booted.save_key, list(self._records), answers)
+            self._saved_answers = answers
+        else:
+            self._saved_answers = dict(booted.answers)
+
+    def _answer_probes(self) -> dict[str, str]:
+        """The read-only probes' output in this just-booted guest, for the snapshot about to be
+        saved; a probe that fails or finds trouble is left out (its users run it themselves)."""
+        answers = {}
+        for command in probes.SAVED:
+            result = self.run(command, timeout=60)
+            if result.exit_code == 0 and result.crash is None and not result.warnings:
+                answers[command] = result.stdout
+        return answers
 
     def restart(self) -> None:
         """Throw the current guest away and boot a fresh one with the same settings."""

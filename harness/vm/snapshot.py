@@ -23,7 +23,7 @@ from harness.paths import cache_root
 from harness.vm.kmsg import LogRecord
 
 #: Bump when the guest side changes in a way the inputs below don't capture.
-FORMAT = "2"
+FORMAT = "3"  # 3: saved with the answers of harness.vm.probes
 
 #: Snapshots kept per kernel target (each is ~90 MB); the least recently used go first.
 KEEP = 6
@@ -68,11 +68,19 @@ class SnapshotStore:
         self.root.mkdir(parents=True, exist_ok=True)
         return self.root / f"{key}.state.{os.getpid()}.{id(self)}.part"
 
-    def commit(self, key: str, temp: Path, records: list[LogRecord], console: str = "") -> None:
-        """Publish a saved state, its boot log and console (log first, so ``available`` sees both)."""
+    def commit(
+        self,
+        key: str,
+        temp: Path,
+        records: list[LogRecord],
+        console: str = "",
+        answers: dict[str, str] | None = None,
+    ) -> None:
+        """Publish a saved state, its boot log, console and the answers of the read-only probes
+        it gave right before it was saved (log first, so ``available`` sees both)."""
         log_tmp = self.records(key).with_suffix(f".{os.getpid()}.part")
         kmsg = [[r.seq, r.level, r.usec, r.text] for r in records]
-        log_tmp.write_text(json.dumps({"kmsg": kmsg, "console": console}))
+        log_tmp.write_text(json.dumps({"kmsg": kmsg, "console": console, "answers": answers or {}}))
         os.replace(log_tmp, self.records(key))
         os.replace(temp, self.state(key))
         self._prune()
@@ -89,11 +97,12 @@ class SnapshotStore:
         for old in states[KEEP:]:
             self.discard(old.stem)
 
-    def load_log(self, key: str) -> tuple[list[LogRecord], str]:
-        """The boot's kernel log records and serial console text, as they were when saved."""
+    def load_log(self, key: str) -> tuple[list[LogRecord], str, dict[str, str]]:
+        """The boot's kernel log records, serial console text and probe answers, as saved."""
         data = json.loads(self.records(key).read_text())
         records = [LogRecord(seq=s, level=lv, usec=u, text=t) for s, lv, u, t in data["kmsg"]]
-        return records, data["console"]
+        answers = data.get("answers", {})
+        return records, data["console"], answers if isinstance(answers, dict) else {}
 
     def discard(self, key: str) -> None:
         for path in (self.state(key), self.records(key)):

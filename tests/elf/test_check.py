@@ -167,3 +167,49 @@ def test_duplicate_export_with_a_with_module_is_caught_before_booting(
     assert "  duplicate-export: exports duplicate symbol kmh_provider_value" in cli.stdout.decode()
     alone = check_loadable(fixtures_61["kmh_provider"], kernel_61)
     assert alone.loadable and not alone.reasons
+
+
+def test_a_check_without_tree_providers_reads_only_the_tree_index(
+    rendered_hello_61: Path, kernel_61: KernelTarget
+) -> None:
+    """Issue 16: a module that needs nothing from the target's modules is checked from the tree
+    index (who exports what); the whole tree, with what each of its 4000 modules needs, is read
+    only for a module with providers in it, and then gives the same verdict as before."""
+    from harness.elf import check
+
+    check.target_tree.cache_clear()
+    hello = check_loadable(rendered_hello_61, kernel_61)
+    assert hello.loadable and hello.load_first == ()
+    assert check.target_tree.cache_info().misses == 0, "the whole tree was read without providers in it"
+    uas = check_loadable(next(kernel_61.modules_dir.rglob("uas.ko*")), kernel_61)
+    assert check.target_tree.cache_info().misses == 1
+    assert [p.name.split(".ko")[0] for p in uas.load_first][-1] == "usb-storage"
+
+
+def test_tree_index_names_the_owner_depmod_names_and_follows_changed_files(
+    kernel_61: KernelTarget, tmp_path: Path
+) -> None:
+    """The index's owner of each export is the dependency graph's (the later exporter wins), and
+    a module file replaced in place (same name, new content) makes a new index, not a stale one."""
+    from harness.elf.depgraph import DependencyGraph
+    from harness.elf.treecache import cached_tree, tree_index
+
+    tree = cached_tree(kernel_61.modules_dir)
+    index = tree_index(kernel_61.modules_dir)
+    graph = DependencyGraph(tree)
+    assert len(index.exporters) == len(graph.owner) > 10_000
+    assert all(index.owner(symbol) == owner.name for symbol, owner in graph.owner.items())
+    assert index.owner(b"no_such_symbol_anywhere") is None
+
+    root = tmp_path / "lib" / "modules" / kernel_61.release
+    (root / "kernel").mkdir(parents=True)
+    usbcore = next(kernel_61.modules_dir.rglob("usbcore.ko*"))
+    storage = next(kernel_61.modules_dir.rglob("usb-storage.ko*"))
+    shutil.copyfile(usbcore, root / "kernel" / usbcore.name)
+    first = tree_index(root)
+    assert first.owner(b"usb_register_driver") == "usbcore"
+    assert tree_index(root) == first, "an unchanged tree comes from the cache"
+    shutil.copyfile(storage, root / "kernel" / usbcore.name)  # same file name, other module's content
+    second = tree_index(root)
+    assert second.owner(b"usb_register_driver") is None
+    assert second.owner(b"usb_stor_host_template_init") == "usbcore"

@@ -282,6 +282,28 @@ def test_snapshot_restore_is_a_clean_fresh_guest(kernel: KernelTarget, test_modu
         assert result.crash.kind == "panic" and second.qemu_exit_code == 1, "pvpanic works after restore"
 
 
+def test_a_restored_guest_hands_over_the_listing_it_would_print(kernel: KernelTarget) -> None:
+    """Issue 16: the saved guest's answer to the state listing stands in for the lifecycle's
+    "before" snapshot only because it is what the restored guest itself prints, and only until
+    the guest runs a command (uploads change no kernel state)."""
+    from harness.vm import probes
+
+    listing = probes.SAVED[0]
+    config = VMConfig(hung_task_timeout=8)  # a configuration of its own
+    with VM(kernel, config) as first:
+        assert first.saved_answer(listing) is not None, "asked before saving, or loaded with the state"
+    with VM(kernel, config) as second:
+        assert second.restored
+        saved = second.saved_answer(listing)
+        assert saved is not None and saved.rstrip().endswith("@@end")
+        assert "@@class" in saved and "/proc/modules:" in saved
+        second.put_bytes(b"data", "/tmp/uploaded")
+        assert second.saved_answer(listing) == saved
+        assert second.run(listing).stdout == saved
+        assert second.saved_answer(listing) is None, "after a command the answer may be stale"
+        assert second.saved_answer("cat /proc/modules") is None, "only the probes are answered"
+
+
 def test_two_vms_at_once(kernel: KernelTarget) -> None:
     results: dict[int, str] = {}
 
