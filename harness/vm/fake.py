@@ -221,8 +221,12 @@ class ScriptedTransport:
 class FakeVM(Guest):
     """The guest core over a :class:`ScriptedTransport`: a VM for rule tests, booted instantly."""
 
-    def __init__(self, transport: ScriptedTransport | None = None) -> None:
+    def __init__(
+        self, transport: ScriptedTransport | None = None, *, saved_answers: dict[str, str] | None = None
+    ) -> None:
+        """SAVED_ANSWERS: as a guest restored from a saved state has them (:mod:`harness.vm.probes`)."""
         super().__init__(transport or ScriptedTransport())
+        self._saved_answers = dict(saved_answers or {})
         self.closed = False
 
     @property

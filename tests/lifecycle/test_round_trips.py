@@ -16,6 +16,7 @@ import pytest
 from harness.lifecycle.cycle import GuestCycle, GuestModules
 from harness.lifecycle.result import ModuleRun
 from harness.lifecycle.state import SECTIONS, Snapshot, diff
+from harness.vm import probes
 from harness.vm.fake import FakeVM, Reply, ScriptedTransport
 from tests.lifecycle.test_rules import HELLO, KERNEL, cycle_run, hello_script
 
@@ -75,6 +76,26 @@ def test_a_hello_cycle_in_a_shared_guest_reuses_the_previous_after_snapshot(modu
     assert len(transport.calls) - calls == SHARED_COMMANDS, transport.calls[calls:]
     assert snapshots(transport.calls[calls:]) == 1, "only the after snapshot"
     assert transport.syncs - syncs == LOG_SYNCS
+
+
+def test_a_restored_guest_hands_over_its_saved_listing_as_the_before_snapshot(module_file):
+    """Issue 16: a guest restored from a saved state, which has run nothing yet, answers the
+    "before" listing from what the saved guest printed: one command less, the same verdict."""
+    listing = probes.SAVED[0]
+    answer = FakeVM(ScriptedTransport(hello_script())).run(listing).stdout
+    transport = Counting(hello_script())
+    run, cycle = cycle_run(FakeVM(transport, saved_answers={listing: answer}), module_file)
+    assert run.verdict == "pass", run.failure
+    assert len(transport.calls) == FRESH_COMMANDS - 1, transport.calls
+    assert snapshots(transport.calls) == 1, "only the after snapshot"
+    assert cycle.clean_state is not None
+    # The answer is the baseline: a saved listing without /dev/null makes the guest's own
+    # /dev/null look left behind by the module.
+    doctored = answer.replace("/dev/null\n", "")
+    doctored_vm = FakeVM(ScriptedTransport(hello_script()), saved_answers={listing: doctored})
+    run, _ = cycle_run(doctored_vm, module_file)
+    cleanup = run.step("cleanup")
+    assert cleanup is not None and cleanup.status == "fail" and "/dev/null" in cleanup.message
 
 
 def test_verify_reads_proc_modules_and_initstate_in_one_command(module_file):
