@@ -284,7 +284,30 @@ def initramfs(
             with layer.open("rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
 
-    return _cached(cache_root() / "images" / kernel.release / f"initramfs-{key}.cpio", concatenate)
+    path = cache_root() / "images" / kernel.release / f"initramfs-{key}.cpio"
+    if path.is_file():
+        os.utime(path)  # used now: pruning keeps it
+        return path
+    _cached(path, concatenate)
+    _prune_assembled(path.parent)
+    return path
+
+
+#: Assembled images kept per kernel target (the most recently used): one per configuration in
+#: use (plain, with extra modules, with Python); older ones are derived data, made again if needed.
+KEEP_ASSEMBLED = 8
+
+
+def _prune_assembled(directory: Path) -> None:
+    def last_used(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0  # pruned meanwhile by another run
+
+    assembled = sorted(directory.glob("initramfs-*.cpio"), key=last_used, reverse=True)
+    for old in assembled[KEEP_ASSEMBLED:]:
+        old.unlink(missing_ok=True)
 
 
 def assemble(

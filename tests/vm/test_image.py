@@ -58,3 +58,16 @@ def test_layers_are_cached_and_concatenate(kernel: KernelTarget, tmp_path: Path)
     ).stdout.split()
     assert f"lib/modules/{kernel.release}/modules.dep" in modules
     assert any(p.endswith("crc32_generic.ko") for p in modules)
+
+
+def test_a_vm_without_run_files_boots_one_shared_image(kernel: KernelTarget, tmp_path: Path) -> None:
+    """Issue 16: the layers are concatenated once per configuration, not for every VM; an image
+    with per-run files is the run's own copy."""
+    shared = image.initramfs(kernel, tmp_path / "a.cpio", extra_modules=["crc32_generic"])
+    assert shared.parent == image.base_layer(kernel).parent and not (tmp_path / "a.cpio").exists()
+    assert image.initramfs(kernel, tmp_path / "b.cpio", extra_modules=["crc32_generic"]) == shared
+    layers = image.layers(kernel, extra_modules=["crc32_generic"])
+    assert shared.read_bytes() == b"".join(layer.read_bytes() for layer in layers)
+    run_files = image.run_layer({"/tmp/x": (b"x", 0o644)})
+    own = image.initramfs(kernel, tmp_path / "c.cpio", extra_modules=["crc32_generic"], run_files=run_files)
+    assert own == tmp_path / "c.cpio" and own.read_bytes() == shared.read_bytes() + run_files
