@@ -1,10 +1,10 @@
-"""The guest image: initramfs layers built once per kernel target, concatenated per run.
+"""The guest image: initramfs layers built once per kernel target, concatenated per configuration.
 
-A run never writes a cached layer; it concatenates them into its own temp dir (plus an optional
-per-run layer of uploaded files), so every VM starts from the same bytes and the image stays
-disposable. Layers live under ``<cache>/images/<release>/`` named by a hash of their inputs, so
-changing the agent source, the host's busybox/kmod or the module list makes a new layer instead
-of reusing a stale one.
+A run never writes a cached layer; VMs of one configuration boot one concatenation of them, made
+once, and a run with uploaded files gets its own copy in its temp dir with a per-run layer after
+them, so every VM starts from the same bytes and the image stays disposable. Layers live under
+``<cache>/images/<release>/`` named by a hash of their inputs, so changing the agent source, the
+host's busybox/kmod or the module list makes a new layer instead of reusing a stale one.
 """
 
 from __future__ import annotations
@@ -270,25 +270,25 @@ def initramfs(
     run_files: bytes = b"",
     python: bool = False,
 ) -> Path:
-    """The initramfs a VM boots from: with per-run files, its own copy at DEST; without, one
-    shared concatenation of the layers, made once (a snapshot restore then writes nothing: copying
-    7-30 MB of layers cost every restore 0.1 s before QEMU could start)."""
-    if run_files:
-        return assemble(kernel, dest, extra_modules=extra_modules, run_files=run_files, python=python)
+    """The initramfs a VM boots from: the cached layers, then RUN_FILES (a layer of per-run
+    files); with them it is the run's own copy at DEST, without them one shared concatenation of
+    the layers, made once (a snapshot restore then writes nothing: copying 7-30 MB of layers cost
+    every restore 0.1 s before QEMU could start). ``python`` adds the optional Python + pyroute2
+    layer (see :mod:`harness.vm.python_layer`)."""
     used = layers(kernel, extra_modules=extra_modules, python=python)
+    if run_files:
+        with dest.open("wb") as out:
+            _concatenate(used, out)
+            out.write(run_files)
+        return dest
     names = "\0".join(path.name for path in used)
     key = hashlib.sha256(f"{RECIPE_VERSION}|{names}".encode()).hexdigest()[:16]
-
-    def concatenate(out: BinaryIO) -> None:
-        for layer in used:
-            with layer.open("rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
 
     path = cache_root() / "images" / kernel.release / f"initramfs-{key}.cpio"
     if path.is_file():
         os.utime(path)  # used now: pruning keeps it
         return path
-    _cached(path, concatenate)
+    _cached(path, lambda out: _concatenate(used, out))
     _prune_assembled(path.parent)
     return path
 
@@ -310,21 +310,8 @@ def _prune_assembled(directory: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def assemble(
-    kernel: KernelTarget,
-    dest: Path,
-    *,
-    extra_modules: Iterable[str] = (),
-    run_files: bytes = b"",
-    python: bool = False,
-) -> Path:
-    """Concatenate the cached layers (and a per-run layer) into DEST, the VM's own initramfs.
-
-    ``python`` adds the optional Python + pyroute2 layer (see :mod:`harness.vm.python_layer`).
-    """
-    with dest.open("wb") as out:
-        for layer in layers(kernel, extra_modules=extra_modules, python=python):
-            with layer.open("rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-        out.write(run_files)
-    return dest
+def _concatenate(paths: Iterable[Path], out: BinaryIO) -> None:
+    """Write the files at PATHS to OUT one after the other (cpio archives concatenate)."""
+    for path in paths:
+        with path.open("rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)

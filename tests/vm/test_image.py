@@ -42,7 +42,7 @@ def test_layers_are_cached_and_concatenate(kernel: KernelTarget, tmp_path: Path)
     base = image.base_layer(kernel)
     assert image.base_layer(kernel) == base
     mtime = base.stat().st_mtime_ns
-    dest = image.assemble(kernel, tmp_path / "initramfs.cpio", extra_modules=["crc32_generic"])
+    dest = image.initramfs(kernel, tmp_path / "initramfs.cpio", extra_modules=["crc32_generic"])
     assert base.stat().st_mtime_ns == mtime, "a run never rewrites a cached layer"
     listing = subprocess.run(
         ["cpio", "-t", "--quiet", "-F", str(dest)], capture_output=True, text=True, check=True
