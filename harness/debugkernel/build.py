@@ -30,6 +30,7 @@ from pathlib import Path
 from harness.buildenv import EnvironmentStore, Recipe, recipe_for
 from harness.buildenv.sandbox import wrap
 from harness.debugkernel import config as debug_config
+from harness.debugkernel.patches import apply_fixes
 from harness.errors import HarnessError, ToolMissing
 from harness.kernels.apt import DebianArchive
 from harness.kernels.debian import KernelPackages, resolve
@@ -138,6 +139,9 @@ def build_debug_target(
         try:
             builder = Builder.for_kernel(stock, staging, progress)
             tree = _unpack_source(deb, staging, release, progress)
+            for fix in apply_fixes(tree, major_minor):
+                if progress:
+                    progress(f"source fix in {fix.path}: {fix.why}")
             _configure(builder, tree, progress)
             started = time.monotonic()
             builder.make(tree, ["bzImage", "modules"], jobs=jobs)
