@@ -1,5 +1,6 @@
-"""trixie's 6.12 debug kernel (built with the source fix of :mod:`harness.debugkernel.patches`):
-kmemleak names a dropped kmalloc there as on 6.1, and correct modules still pass.
+"""trixie's 6.12 debug kernel (built with the source fix of :mod:`harness.debugkernel.patches`,
+booted with ``init_on_alloc=1``): kmemleak names a dropped kmalloc there as on 6.1, and correct
+modules still pass.
 
 Without the fix this kernel's kmemleak missed the leak in about one round of four (a stale
 ``slab->freelist`` in ``struct page`` kept the object "referenced"), so the leak runs twice in
