@@ -51,8 +51,8 @@ APT_PACKAGES = [
 #: suite uses: 5.10, 6.1, 6.12 (bookworm-backports and trixie), 7.3 and 7.2.
 KERNELS = ["bookworm", "bookworm-backports", "bullseye", "trixie", "trixie-backports", "sid"]
 #: Kernels built from source for the tests (KASAN, kmemleak, lockdep, KUnit): the first test run
-#: on a fresh machine builds them (~10 min on 2 cores), later runs find them in the store.
-DEBUG_KERNELS = ["bookworm:debug"]
+#: on a fresh machine builds them (~10-15 min each on 2 cores), later runs find them in the store.
+DEBUG_KERNELS = ["bookworm:debug", "trixie:debug"]
 
 
 def say(message: str) -> None:

@@ -40,6 +40,12 @@ def kernel_debug(kernel_store: KernelStore) -> KernelTarget:
     return kernel_store.ensure("bookworm:debug")
 
 
+@pytest.fixture(scope="session")
+def kernel_debug_612(kernel_store: KernelStore) -> KernelTarget:
+    """trixie's 6.12 built the same way (with the source fix of harness.debugkernel.patches)."""
+    return kernel_store.ensure("trixie:debug")
+
+
 @pytest.fixture(scope="session", params=["bookworm", "bookworm-backports"])
 def kernel(request: pytest.FixtureRequest, kernel_store: KernelStore) -> KernelTarget:
     """Each kernel target in turn: tests using it run once on 6.1 and once on 6.12."""

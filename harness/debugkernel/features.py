@@ -44,5 +44,15 @@ class Features:
     def any(self) -> bool:
         return any((self.kmemleak, self.kasan, self.lockdep, self.atomic_sleep, self.failslab, self.kunit))
 
+    def kernel_params(self) -> str:
+        """Boot parameters the detectors need ("" for none).
+
+        ``init_on_alloc=1`` for kmemleak: it counts any word that looks like a pointer to an object
+        as a reference, and a fresh allocation otherwise keeps its previous user's bytes (on 6.12 a
+        leaked buffer stayed "referenced" by a stale copy at offset 0 of an unrelated 80-byte
+        object). Zeroed allocations leave only pointers someone wrote since.
+        """
+        return "init_on_alloc=1" if self.kmemleak else ""
+
     def names(self) -> list[str]:
         return [name for name, on in vars(self).items() if on]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.debugkernel.features import Features
 from harness.errors import HarnessError
 from harness.kernels.target import KernelTarget
 from harness.processes import spawn_tied
@@ -109,7 +110,8 @@ class QemuLauncher:
         if QBOOT.is_file():
             argv += ["-bios", str(QBOOT)]
         argv += ["-kernel", str(self.kernel.boot_image), "-initrd", str(initrd)]
-        argv += ["-append", cfg.kernel_params()]
+        detectors = Features.of(self.kernel).kernel_params()
+        argv += ["-append", " ".join(filter(None, [cfg.kernel_params(), detectors]))]
         argv += ["-chardev", f"file,id=con,path={tmp / 'console.log'}", "-serial", "chardev:con"]
         argv += ["-chardev", f"socket,id=agent,path={tmp / 'agent.sock'}"]
         argv += ["-device", "virtio-serial-pci", "-device", "virtserialport,chardev=agent,name=kmh"]
