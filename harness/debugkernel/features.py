@@ -7,7 +7,9 @@ of running it on a debug target too).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.debugkernel.config import read_config
 from harness.kernels.target import KernelTarget
@@ -26,19 +28,13 @@ class Features:
 
     @classmethod
     def of(cls, target: KernelTarget) -> Features:
-        config = read_config(target.config)
-
-        def on(option: str) -> bool:
-            return config.get(option) == "y"
-
-        return cls(
-            kmemleak=on("DEBUG_KMEMLEAK") and not on("DEBUG_KMEMLEAK_DEFAULT_OFF"),
-            kasan=on("KASAN"),
-            lockdep=on("PROVE_LOCKING"),
-            atomic_sleep=on("DEBUG_ATOMIC_SLEEP"),
-            failslab=on("FAILSLAB") and on("FAULT_INJECTION_DEBUG_FS"),
-            kunit=config.get("KUNIT") in ("y", "m"),
-        )
+        """Read once per config file version: every VM start and every module's cycle asks, and
+        parsing a 260 KB .config costs ~10 ms."""
+        try:
+            stamp = target.config.stat().st_mtime_ns
+        except OSError:
+            stamp = 0
+        return _features_of(target.config, stamp)
 
     @property
     def any(self) -> bool:
@@ -56,3 +52,20 @@ class Features:
 
     def names(self) -> list[str]:
         return [name for name, on in vars(self).items() if on]
+
+
+@functools.lru_cache(maxsize=32)
+def _features_of(config_path: Path, stamp: int) -> Features:
+    config = read_config(config_path)
+
+    def on(option: str) -> bool:
+        return config.get(option) == "y"
+
+    return Features(
+        kmemleak=on("DEBUG_KMEMLEAK") and not on("DEBUG_KMEMLEAK_DEFAULT_OFF"),
+        kasan=on("KASAN"),
+        lockdep=on("PROVE_LOCKING"),
+        atomic_sleep=on("DEBUG_ATOMIC_SLEEP"),
+        failslab=on("FAILSLAB") and on("FAULT_INJECTION_DEBUG_FS"),
+        kunit=config.get("KUNIT") in ("y", "m"),
+    )
