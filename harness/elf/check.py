@@ -113,17 +113,13 @@ def same_magic(module_magic: str, kernel_magic: str, has_crcs: bool) -> bool:
     return module_magic == kernel_magic
 
 
-def target_vermagic(tree: ModuleTree | TreeIndex) -> str:
+def target_vermagic(index: TreeIndex) -> str:
     """The vermagic the target's kernel expects: the one its own modules carry."""
-    if isinstance(tree, ModuleTree):
-        paths = [module.path for module in tree.modules[:5]]
-    else:
-        paths = [Path(path) for _name, _relpath, path in tree.modules[:5]]
-    for path in paths:
-        magic = _vermagic_of(path)
+    for _name, _relpath, path in index.modules[:5]:
+        magic = _vermagic_of(Path(path))
         if magic:
             return magic
-    raise HarnessError(f"{tree.root}: cannot tell the kernel's vermagic (no module carries one)")
+    raise HarnessError(f"{index.root}: cannot tell the kernel's vermagic (no module carries one)")
 
 
 def _vermagic_of(path: Path) -> str | None:

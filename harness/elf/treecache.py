@@ -23,9 +23,19 @@ from harness.paths import cache_root
 _VERSION = 2  # 2: entries carry the read error of an unreadable file
 
 
-def _cache_file(root: Path) -> Path:
+def _cache_file(root: Path, kind: str = "tree") -> Path:
+    """Where the KIND ("tree" or "index") cache of the tree at ROOT is kept."""
     digest = hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:16]
-    return cache_root() / "elf" / f"tree-{digest}.pickle"
+    return cache_root() / "elf" / f"{kind}-{digest}.pickle"
+
+
+def _dump(path: Path, data: object) -> None:
+    """Pickle DATA to PATH atomically: a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        pickle.dump(data, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(temporary, path)
 
 
 def _stamp(path: str) -> tuple[int, int, int]:
@@ -58,11 +68,7 @@ def cached_tree(root: Path | str) -> ModuleTree:
     if stale or len(entries) != len(tree.modules):
         read_symbols_of(stale)
         fresh = {m.relpath: (stamps[m.relpath], m.exports, m.needs, m.error) for m in tree.modules}
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        with open(temporary, "wb") as handle:
-            pickle.dump((_VERSION, fresh), handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, cache_file)
+        _dump(cache_file, (_VERSION, fresh))
     return tree
 
 
@@ -129,7 +135,7 @@ def tree_index(root: Path | str) -> TreeIndex:
     root = Path(root)
     if not root.is_dir():
         raise HarnessError(f"{root}: not a directory (expected a lib/modules/<release> tree)")
-    index_file = _cache_file(root).with_name(_cache_file(root).name.replace("tree-", "index-"))
+    index_file = _cache_file(root, "index")
     stamp = _tree_stamp(root)
     try:
         with open(index_file, "rb") as handle:
@@ -139,9 +145,5 @@ def tree_index(root: Path | str) -> TreeIndex:
     except (OSError, pickle.PickleError, EOFError, ValueError, TypeError, AttributeError):
         pass
     index = TreeIndex.of(cached_tree(root))
-    index_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = index_file.with_suffix(f".{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        pickle.dump((_INDEX_VERSION, stamp, index), handle, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(temporary, index_file)
+    _dump(index_file, (_INDEX_VERSION, stamp, index))
     return index

@@ -82,18 +82,22 @@ def _fingerprint(paths: Iterable[Path]) -> str:
 
 def _cached(path: Path, build: Callable[[BinaryIO], object]) -> Path:
     """Return PATH, building it first (atomically, so parallel VMs never see half a layer)."""
-    if path.is_file():
-        return path
+    if not path.is_file():
+        _write_atomically(path, build)
+    return path
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Let WRITE fill a temporary file beside PATH, then move it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
     try:
         with os.fdopen(fd, "wb") as out:
-            build(out)
+            write(out)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
 
 
 def _shared_libraries(binary: Path) -> list[Path]:
@@ -122,11 +126,7 @@ def _ldd(binary: str, size: int, mtime_ns: int) -> tuple[Path, ...]:
             libs.append(Path(match.group(1)))
     known = known if isinstance(known, dict) else {}
     known[key] = [str(lib) for lib in libs]
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=memo.parent, prefix="ldd.json.")
-    with os.fdopen(fd, "w") as out_file:
-        json.dump(known, out_file)
-    os.replace(tmp, memo)
+    _write_atomically(memo, lambda out: out.write(json.dumps(known).encode()))
     return tuple(libs)
 
 
