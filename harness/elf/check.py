@@ -151,6 +151,13 @@ def check_loadable(
     crcs_checked = kernel_modversions and module.image.has("__versions")
 
     found = _Findings()
+    for extra in graph.tree.modules:
+        if extra.name in extra_names and extra.error:
+            # Say so: silently it would look as if the directory held nothing this module needs.
+            found.notes.append(
+                f"--with module {extra.location} is unreadable, so it provides nothing: "
+                f"{extra.error.removeprefix(f'{extra.location}: ')}"
+            )
     _check_name(info.name, Path(ko_path), kernel, index, found)
     if not kernel_modversions:
         # Debian's 7.x kernels are built without MODVERSIONS: every CRC in Module.symvers is 0.

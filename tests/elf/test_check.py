@@ -213,3 +213,16 @@ def test_tree_index_names_the_owner_depmod_names_and_follows_changed_files(
     second = tree_index(root)
     assert second.owner(b"usb_register_driver") is None
     assert second.owner(b"usb_stor_host_template_init") == "usbcore"
+
+
+def test_an_unreadable_with_module_is_named_not_skipped_silently(
+    fixtures_61: dict[str, Path], kernel_61: KernelTarget, tmp_path: Path
+) -> None:
+    """A corrupt .ko in a --with directory provides nothing; the verdict says which file and why."""
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "kmh_broken_dep.ko").write_bytes(fixtures_61["kmh_provider"].read_bytes()[:3000])
+    result = check_loadable(fixtures_61["kmh_provider"], kernel_61, [extra])
+    assert result.loadable
+    (note,) = [n for n in result.notes if "--with module" in n]
+    assert f"{extra / 'kmh_broken_dep.ko'} is unreadable" in note and "truncated or corrupt" in note
